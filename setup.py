@@ -1,0 +1,41 @@
+"""Build the edge_rt package and its Cython kernels from cext/.
+
+A failed C build fails the install; it never falls back silently. EDGE_RT_PUREPYTHON=1 skips the
+compiled modules entirely, and edge_rt then uses the numpy twins.
+"""
+import os
+
+import numpy
+from setuptools import Extension, find_packages, setup
+
+PURE = os.environ.get("EDGE_RT_PUREPYTHON") == "1"
+C_FLAGS = ["-O3", "-ffast-math", "-fno-finite-math-only", "-march=x86-64-v3"] if os.uname().machine == "x86_64" \
+    else ["-O3", "-ffast-math", "-fno-finite-math-only"]
+
+# (module, sources, libraries): every compiled kernel lives in cext/.
+KERNELS = [
+]
+
+
+def extensions():
+    if PURE or not KERNELS:
+        return []
+    from Cython.Build import cythonize
+
+    exts = [Extension(name, sources, libraries=libs, include_dirs=[numpy.get_include(), "cext"],
+                      extra_compile_args=C_FLAGS, define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
+            for name, sources, libs in KERNELS]
+    return cythonize(exts, language_level=3, compiler_directives={"boundscheck": False, "wraparound": False})
+
+
+setup(
+    name="edge-rt",
+    version="0.1.0",
+    description="Edge acoustic event detection (YAMNet) with a gRPC cloud",
+    packages=find_packages(include=["edge_rt*", "cloud_svc*", "dashboard*"]),
+    package_data={"edge_rt": ["*.yaml", "config/*.yaml"]},
+    ext_modules=extensions(),
+    python_requires=">=3.10",
+    extras_require={"gpu": ["pycuda==2026.1"]},
+    zip_safe=False,
+)
