@@ -24,3 +24,31 @@ class BackendUnavailableError(EdgeRtError):
 
 class InputShapeError(EdgeRtError, ValueError):
     """An array handed to the front end or a backend has the wrong shape or dtype."""
+
+
+class FrontendError(EdgeRtError, ValueError):
+    """The front end was handed audio it cannot analyse as it is."""
+
+
+class NonFiniteAudioError(FrontendError):
+    """A waveform holds NaN or Inf samples; the front end never guesses a value for them."""
+
+
+class SampleRateError(FrontendError):
+    """Audio at a rate other than YAMNet's 16 kHz reached the front end; resampling belongs to capture."""
+
+
+class FrontendUnavailableError(EdgeRtError, ImportError):
+    """A requested front-end implementation (the CUDA twin) cannot run on this machine."""
+
+
+class RingBufferError(EdgeRtError, ValueError):
+    """A ring buffer was built or called with arguments it cannot honour."""
+
+
+class ConfigError(EdgeRtError):
+    """The configuration has an unknown key or a value out of range."""
+
+
+class OutboxError(EdgeRtError):
+    """The durable outbox cannot be opened or written."""

@@ -1,0 +1,134 @@
+"""The edge process's one pydantic config: shipped YAML defaults, a user YAML file, env and CLI overrides."""
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edge_rt.errors import ConfigError
+
+ENV_PREFIX = "EDGE_RT__"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LabelConfig(_Strict):
+    classes: list[str] = Field(min_length=1, description="AudioSet display names whose max score is the label's score")
+    threshold: float = Field(gt=0.0, le=1.0, description="score at or above which a window is a hit")
+    min_hits: int = Field(1, ge=1, le=10, description="hits within detector.start_window windows to start an event")
+
+
+class DetectorConfig(_Strict):
+    loudness_gate_dbfs: float = Field(-55.0, ge=-140.0, le=0.0, description="windows quieter than this are ignored")
+    start_window: int = Field(3, ge=1, le=20, description="windows over which min_hits are counted")
+    quiet_s: float = Field(1.0, ge=0.0, le=60.0, description="silence that ends an event")
+    max_event_s: float = Field(60.0, gt=1.0, le=3600.0, description="longest single event")
+    top_k: int = Field(5, ge=1, le=20, description="top classes reported per event and frame")
+    head_weight: float = Field(1.0, ge=0.0, le=1.0, description="weight of the trained head's probability")
+    labels: dict[str, LabelConfig] = Field(min_length=1, description="label -> AudioSet classes and threshold")
+
+
+class RuleConfig(_Strict):
+    name: str = Field(min_length=1, description="alert name")
+    labels: list[str] = Field(min_length=1, description="labels that take part")
+    count: int = Field(2, ge=1, le=10, description="distinct labels needed")
+    window_s: float = Field(10.0, gt=0.0, le=3600.0, description="all within this many seconds")
+
+
+class ClipConfig(_Strict):
+    enabled: bool = True
+    preroll_s: float = Field(1.0, ge=0.0, le=10.0)
+    max_s: float = Field(10.0, gt=0.0, le=120.0)
+    privacy_drop_speech: bool = False
+    speech_threshold: float = Field(0.5, gt=0.0, le=1.0)
+
+
+class OutboxConfig(_Strict):
+    path: str = Field("spool/outbox.db", description="SQLite file of the durable outbox")
+    max_bytes: int = Field(64 << 20, ge=1 << 16, description="size bound; oldest dropped beyond it")
+    max_age_s: float = Field(7 * 86400, gt=0, description="age bound; older records are dropped")
+
+
+class RuntimeConfig(_Strict):
+    ring_seconds: float = Field(30.0, ge=2.0, le=600.0)
+    max_batch: int = Field(8, ge=1, le=256)
+    grace_s: float = Field(10.0, ge=0.0, le=3600.0)
+    metrics_port: Optional[int] = Field(None, ge=0, le=65535)
+    heartbeat_s: float = Field(30.0, gt=0.0, le=3600.0)
+
+
+class EdgeConfig(_Strict):
+    device_id: str = Field("edge-dev", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+    lat: Optional[float] = Field(None, ge=-90.0, le=90.0)
+    lon: Optional[float] = Field(None, ge=-180.0, le=180.0)
+    backend: str = "auto"
+    threads: int = Field(1, ge=1, le=64)
+    detector: DetectorConfig
+    rules: list[RuleConfig] = Field(default_factory=list)
+    clips: ClipConfig = ClipConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+
+    @model_validator(mode="after")
+    def _rules_name_known_labels(self):
+        known = set(self.detector.labels)
+        for rule in self.rules:
+            unknown = set(rule.labels) - known
+            if unknown:
+                raise ValueError(f"rule {rule.name!r} names unknown labels {sorted(unknown)}; known: {sorted(known)}")
+            if rule.count > len(set(rule.labels)):
+                raise ValueError(f"rule {rule.name!r} needs {rule.count} distinct labels but lists {len(rule.labels)}")
+        return self
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _set_path(d: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        d = d.setdefault(k, {})
+    d[keys[-1]] = value
+
+
+def defaults() -> dict:
+    return yaml.safe_load(resources.files("edge_rt.config").joinpath("defaults.yaml").read_text())
+
+
+def load(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
+         env: dict[str, str] | None = None) -> EdgeConfig:
+    """Defaults <- YAML file <- EDGE_RT__A__B env vars <- overrides {"a.b": value}; clear error on any bad key."""
+    data = defaults()
+    if path is not None:
+        p = Path(path)
+        try:
+            user = yaml.safe_load(p.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {p}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config {p} is not valid YAML: {exc}") from exc
+        if not isinstance(user, dict):
+            raise ConfigError(f"config {p} must be a mapping of keys, got {type(user).__name__}")
+        data = _merge(data, user)
+    for key, raw in (os.environ if env is None else env).items():
+        if key.startswith(ENV_PREFIX):
+            _set_path(data, key[len(ENV_PREFIX):].lower().replace("__", "."), yaml.safe_load(raw))
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(data, dotted, value)
+    try:
+        return EdgeConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"invalid edge config{where}: {problems}") from None

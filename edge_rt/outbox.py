@@ -1,0 +1,111 @@
+"""The durable outbox: an fsync'd SQLite WAL queue that gives each record its device seq and keeps it until acked."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from edge_rt.errors import OutboxError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq        INTEGER PRIMARY KEY,
+    kind       TEXT    NOT NULL,
+    created_ns INTEGER NOT NULL,
+    body       TEXT    NOT NULL,
+    clip       BLOB,
+    nbytes     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('next_seq', 1), ('dropped', 0), ('acked', 0);
+"""
+
+
+@dataclass(frozen=True)
+class Record:
+    seq: int
+    kind: str  # "event" | "event_end" | "alert" | "heartbeat"
+    created_ns: int
+    body: dict[str, Any]
+    clip: Optional[bytes]
+
+
+class Outbox:
+    """Records survive kill -9 once `put` returns. Bounded by bytes and age; drops of the oldest are counted."""
+
+    def __init__(self, path: str | Path, max_bytes: int = 64 << 20, max_age_s: float = 7 * 86400):
+        self.path = Path(path)
+        self.max_bytes, self.max_age_ns = int(max_bytes), int(max_age_s * 1e9)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit
+            self._db.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
+        self._lock = threading.Lock()
+
+    def put(self, kind: str, body: dict[str, Any], clip: Optional[bytes] = None, now_ns: Optional[int] = None) -> int:
+        """Append one record durably and return its seq (monotonic per device, never reused)."""
+        now_ns = time.time_ns() if now_ns is None else now_ns
+        text = json.dumps(body, separators=(",", ":"), allow_nan=False)
+        nbytes = len(text) + (len(clip) if clip else 0)
+        with self._lock:
+            cur = self._db.cursor()
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                seq = cur.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0]
+                cur.execute("INSERT INTO outbox VALUES (?,?,?,?,?,?)", (seq, kind, now_ns, text, clip, nbytes))
+                cur.execute("UPDATE meta SET value=value+1 WHERE key='next_seq'")
+                self._enforce_bounds(cur, now_ns)
+                cur.execute("COMMIT")
+            except sqlite3.Error as exc:
+                cur.execute("ROLLBACK")
+                raise OutboxError(f"outbox write failed ({self.path}): {exc}") from exc
+        return seq
+
+    def _enforce_bounds(self, cur: sqlite3.Cursor, now_ns: int) -> None:
+        old = cur.execute("DELETE FROM outbox WHERE created_ns < ?", (now_ns - self.max_age_ns,)).rowcount
+        total = cur.execute("SELECT COALESCE(SUM(nbytes),0) FROM outbox").fetchone()[0]
+        dropped = old
+        while total > self.max_bytes:
+            row = cur.execute("SELECT seq, nbytes FROM outbox ORDER BY seq LIMIT 1").fetchone()
+            if row is None:
+                break
+            cur.execute("DELETE FROM outbox WHERE seq=?", (row[0],))
+            total -= row[1]
+            dropped += 1
+        if dropped:
+            cur.execute("UPDATE meta SET value=value+? WHERE key='dropped'", (dropped,))
+
+    def pending(self, after_seq: int = 0, limit: int = 100) -> list[Record]:
+        with self._lock:
+            rows = self._db.execute("SELECT seq, kind, created_ns, body, clip FROM outbox WHERE seq > ? ORDER BY seq "
+                                    "LIMIT ?", (after_seq, limit)).fetchall()
+        return [Record(s, k, c, json.loads(b), clip) for s, k, c, b, clip in rows]
+
+    def ack(self, upto_seq: int) -> int:
+        """Delete every record with seq <= upto_seq (the cloud committed them); return how many went."""
+        with self._lock:
+            cur = self._db.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            n = cur.execute("DELETE FROM outbox WHERE seq <= ?", (upto_seq,)).rowcount
+            cur.execute("UPDATE meta SET value=MAX(value, ?) WHERE key='acked'", (upto_seq,))
+            cur.execute("COMMIT")
+        return n
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            depth, nbytes = self._db.execute("SELECT COUNT(*), COALESCE(SUM(nbytes),0) FROM outbox").fetchone()
+            meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        return {"depth": depth, "bytes": nbytes, "dropped": meta["dropped"], "next_seq": meta["next_seq"],
+                "acked": meta["acked"]}
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

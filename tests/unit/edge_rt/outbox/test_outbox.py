@@ -1,0 +1,107 @@
+"""The durable outbox: seq assignment, acks, bounds, and durability across kill -9."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from edge_rt.errors import OutboxError
+from edge_rt.outbox import Outbox
+
+
+def test_seq_is_monotonic_and_survives_reopen(tmp_path):
+    ob = Outbox(tmp_path / "o.db")
+    assert [ob.put("event", {"i": i}) for i in range(3)] == [1, 2, 3]
+    ob.close()
+    ob = Outbox(tmp_path / "o.db")
+    assert ob.put("event", {"i": 3}) == 4
+    assert [r.body["i"] for r in ob.pending()] == [0, 1, 2, 3]
+
+
+def test_ack_trims_and_seq_is_never_reused(tmp_path):
+    ob = Outbox(tmp_path / "o.db")
+    for i in range(5):
+        ob.put("event", {"i": i})
+    assert ob.ack(3) == 3
+    assert [r.seq for r in ob.pending()] == [4, 5]
+    ob.ack(5)
+    assert ob.pending() == [] and ob.put("event", {}) == 6
+    assert ob.stats()["acked"] == 5
+
+
+def test_pending_pages_after_a_seq(tmp_path):
+    ob = Outbox(tmp_path / "o.db")
+    for i in range(10):
+        ob.put("event", {"i": i})
+    assert [r.seq for r in ob.pending(after_seq=4, limit=3)] == [5, 6, 7]
+
+
+def test_clip_bytes_round_trip(tmp_path):
+    ob = Outbox(tmp_path / "o.db")
+    blob = os.urandom(5000)
+    ob.put("event_end", {"x": 1}, clip=blob)
+    assert ob.pending()[0].clip == blob
+
+
+def test_byte_bound_drops_the_oldest_and_counts_it(tmp_path):
+    ob = Outbox(tmp_path / "o.db", max_bytes=1 << 16)
+    for i in range(10):
+        ob.put("event_end", {"i": i}, clip=b"x" * 10000)
+    st = ob.stats()
+    assert st["bytes"] <= 1 << 16 and st["dropped"] == 10 - st["depth"] > 0
+    assert ob.pending()[-1].body["i"] == 9  # the newest is kept
+
+
+def test_age_bound_drops_old_records(tmp_path):
+    ob = Outbox(tmp_path / "o.db", max_age_s=60)
+    now = time.time_ns()
+    ob.put("event", {"old": True}, now_ns=now - 120 * 10**9)
+    ob.put("event", {"old": False}, now_ns=now)
+    assert [r.body["old"] for r in ob.pending()] == [False]
+    assert ob.stats()["dropped"] == 1
+
+
+def test_unwritable_location_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(OutboxError, match="cannot open outbox"):
+        Outbox(tmp_path / "file" / "o.db")
+
+
+def test_nan_in_a_body_is_refused_not_stored(tmp_path):
+    ob = Outbox(tmp_path / "o.db")
+    with pytest.raises(ValueError):
+        ob.put("event", {"score": float("nan")})
+    assert ob.pending() == []
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from edge_rt.outbox import Outbox
+    ob = Outbox(sys.argv[1])
+    i = 0
+    while True:
+        seq = ob.put("event", {"i": i}, clip=b"c" * (i % 7000))
+        print(seq, flush=True)  # printed only after put() returned: the record is durable
+        i += 1
+""")
+
+
+@pytest.mark.parametrize("attempt", range(10))
+def test_kill_9_loses_no_record_put_returned(tmp_path, attempt):
+    db = tmp_path / "o.db"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db)], stdout=subprocess.PIPE, text=True)
+    seen = []
+    deadline = time.monotonic() + 20
+    target = 50 + 37 * attempt
+    while len(seen) < target and time.monotonic() < deadline:
+        seen.append(int(proc.stdout.readline()))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(seen) == target
+    stored = {r.seq for r in Outbox(db).pending(limit=100000)}
+    assert set(seen) <= stored
