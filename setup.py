@@ -38,7 +38,7 @@ setup(
     name="edge-rt",
     version="0.1.0",
     description="Edge acoustic event detection (YAMNet) with a gRPC cloud",
-    packages=find_packages(include=["edge_rt*", "cloud_svc*", "dashboard*"]),
+    packages=find_packages(include=["edge_rt*", "cloud_svc*", "dashboard*", "edgert*"]),
     package_data={"edge_rt": ["*.yaml", "config/*.yaml"]},
     ext_modules=extensions(),
     python_requires=">=3.10",

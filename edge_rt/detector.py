@@ -116,8 +116,9 @@ def offset_s(w: Window) -> float:
 
 
 class _LabelTrack:
-    def __init__(self, label: str, idx: np.ndarray, threshold: float, min_hits: int, start_window: int):
-        self.label, self.idx, self.threshold, self.min_hits = label, idx, threshold, min_hits
+    def __init__(self, label: str, idx: np.ndarray, threshold: float, min_hits: int, start_window: int,
+                 veto: list[str]):
+        self.label, self.idx, self.threshold, self.min_hits, self.veto = label, idx, threshold, min_hits, veto
         self.recent: deque[Optional[Window]] = deque(maxlen=start_window)
         self.active: Optional[Event] = None
         self.misses = 0
@@ -160,19 +161,18 @@ class Detector:
             if unknown:
                 raise ConfigError(f"label {label!r} names classes YAMNet does not have: {unknown}")
             self.tracks.append(_LabelTrack(label, np.array([index[c] for c in lc.classes]), lc.threshold,
-                                           lc.min_hits, cfg.start_window))
+                                           lc.min_hits, cfg.start_window, lc.head_veto))
         self.quiet_windows = max(1, math.ceil(cfg.quiet_s / HOP_S))
         speech = cfg.labels.get("speech")
         self.speech_idx = np.array([index[c] for c in (speech.classes if speech else [SPEECH_CLASS])])
         self.rules = RuleEngine(rules)
 
     def label_scores(self, w: Window) -> dict[str, float]:
-        out = {}
+        group = {t.label: float(w.scores[t.idx].max()) for t in self.tracks}
+        out = dict(group)
         for t in self.tracks:
-            s = float(w.scores[t.idx].max())
-            if w.head and t.label in w.head:
-                s = max(s, self.cfg.head_weight * w.head[t.label])
-            out[t.label] = s
+            if w.head and t.label in w.head and all(group[v] < self.cfg.head_veto_min for v in t.veto):
+                out[t.label] = max(group[t.label], self.cfg.head_weight * w.head[t.label])
         return out
 
     def push(self, w: Window) -> Output:

@@ -52,3 +52,39 @@ class ConfigError(EdgeRtError):
 
 class OutboxError(EdgeRtError):
     """The durable outbox cannot be opened or written."""
+
+
+class CaptureError(EdgeRtError):
+    """An audio source failed; the message is one line that names the source and says what went wrong."""
+
+
+class SourceSpecError(CaptureError, ValueError):
+    """A source spec string (file:, dir:, mic:, gst:, rtsp://, synth:) or its options are malformed."""
+
+
+class SourceNotFoundError(CaptureError):
+    """A file, folder or clip pack the source needs does not exist."""
+
+
+class AudioDecodeError(CaptureError):
+    """A file exists but its audio could not be decoded (corrupt, unknown format, decoder lost sync)."""
+
+
+class EmptySourceError(CaptureError):
+    """A source holds no audio: a zero-length file, a file of 0 frames, a folder with no audio files."""
+
+
+class AudioFormatError(CaptureError, ValueError):
+    """Audio arrived with a sample rate or channel count that cannot be converted to 16 kHz mono."""
+
+
+class PipelineError(CaptureError):
+    """A GStreamer pipeline could not start, failed or died; the message carries gst's own error text."""
+
+
+class StallError(CaptureError):
+    """A live source stopped delivering audio for longer than its stall timeout."""
+
+
+class DeviceError(CaptureError):
+    """An audio input device is missing or could not be opened."""

@@ -32,3 +32,10 @@ class OnnxRuntimeBackend(Backend):
     def _infer(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         scores, emb = self._session.run(list(paths.OUTPUT_NAMES), {paths.INPUT_NAME: patches})
         return scores, emb
+
+
+class OnnxRuntimeInt8Backend(OnnxRuntimeBackend):
+    """Static int8 (Q/DQ, per-channel weights) calibrated on the clip pack; built by `models build`."""
+
+    KEY = "onnxruntime-int8"
+    ARTIFACT = "yamnet_patch_int8.onnx"

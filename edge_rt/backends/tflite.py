@@ -51,3 +51,10 @@ class TfliteBackend(Backend):
 class TfliteFp16Backend(TfliteBackend):
     KEY = "tflite-fp16"
     ARTIFACT = paths.PATCH_TFLITE_FP16
+
+
+class TfliteInt8Backend(TfliteBackend):
+    """Full-integer TFLite with float32 input/output, calibrated on the clip pack; built by `models build`."""
+
+    KEY = "tflite-int8"
+    ARTIFACT = "yamnet_patch_int8.tflite"

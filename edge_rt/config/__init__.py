@@ -22,6 +22,9 @@ class LabelConfig(_Strict):
     classes: list[str] = Field(min_length=1, description="AudioSet display names whose max score is the label's score")
     threshold: float = Field(gt=0.0, le=1.0, description="score at or above which a window is a hit")
     min_hits: int = Field(1, ge=1, le=10, description="hits within detector.start_window windows to start an event")
+    head_veto: list[str] = Field(default_factory=list, description=(
+        "labels whose own AudioSet group score, at or above detector.head_veto_min in a window, stops the trained "
+        "head's probability for this label from counting there (the head confuses a siren's tail with a scream)"))
 
 
 class DetectorConfig(_Strict):
@@ -31,6 +34,7 @@ class DetectorConfig(_Strict):
     max_event_s: float = Field(60.0, gt=1.0, le=3600.0, description="longest single event")
     top_k: int = Field(5, ge=1, le=20, description="top classes reported per event and frame")
     head_weight: float = Field(1.0, ge=0.0, le=1.0, description="weight of the trained head's probability")
+    head_veto_min: float = Field(0.3, ge=0.0, le=1.0, description="AudioSet group score at which a veto applies")
     labels: dict[str, LabelConfig] = Field(min_length=1, description="label -> AudioSet classes and threshold")
 
 
@@ -78,6 +82,9 @@ class EdgeConfig(_Strict):
     @model_validator(mode="after")
     def _rules_name_known_labels(self):
         known = set(self.detector.labels)
+        for label, lc in self.detector.labels.items():
+            if set(lc.head_veto) - known:
+                raise ValueError(f"label {label!r} head_veto names unknown labels {sorted(set(lc.head_veto) - known)}")
         for rule in self.rules:
             unknown = set(rule.labels) - known
             if unknown:

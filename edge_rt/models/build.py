@@ -204,6 +204,55 @@ def _quiet():
             os.close(saved)
 
 
+def trained_artifacts(with_pack: bool) -> tuple[str, ...]:
+    from edge_rt.head import HEAD_FILE
+    from edge_rt.models.int8 import INT8_ONNX, INT8_TFLITE
+
+    return (INT8_ONNX, INT8_TFLITE) + ((HEAD_FILE,) if with_pack else ())
+
+
+def pack_features(out_dir: Path):
+    """(PackPatches, float32[N,1024] embeddings from the float ONNX model), or (None, None) without the pack."""
+    from edge_rt.backends.ort import OnnxRuntimeBackend
+    from edge_rt.models.dataset import load_pack
+
+    if paths.data_dir() is None:
+        log.warning("../shared/data is absent: no distress head; int8 calibrates on the golden files")
+        return None, None
+    pack = load_pack()
+    # The manifest does not list the fresh ONNX yet; run it directly, without the sha check.
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(out_dir / paths.PATCH_ONNX), providers=["CPUExecutionProvider"])
+    emb = np.concatenate([sess.run([paths.OUTPUT_NAMES[1]], {paths.INPUT_NAME: pack.patches[i:i + 64]})[0]
+                          for i in range(0, len(pack.patches), 64)])
+    return pack, emb
+
+
+def train_head(pack, emb, out_dir: Path):
+    from edge_rt.models import train_head as th
+
+    if pack is None:
+        return None
+    report = th.train(pack, emb, out_dir)
+    log.info("distress head: C=%g, held-out accuracy %.3f", report["C"], report["held_out"]["accuracy"])
+    return report
+
+
+def build_int8(patch_gd, pack, out_dir: Path):
+    from edge_rt.models import int8
+
+    if pack is not None:
+        calib = int8.calibration_set(pack.patches, pack.labels)
+    else:
+        calib = np.concatenate([golden.load(p.stem)["patches"] for p in golden.golden_files()])
+    int8.quantize_onnx(out_dir / paths.PATCH_ONNX, out_dir / int8.INT8_ONNX, calib)
+    patch_fn = _wrap(patch_gd, [f"{paths.INPUT_NAME}:0"], [f"{n}:0" for n in paths.OUTPUT_NAMES])
+    with _quiet():
+        int8.quantize_tflite(patch_fn, out_dir / int8.INT8_TFLITE, calib)
+    return {"calibration_patches": int(len(calib)), "calibration": "clip pack" if pack is not None else "golden files"}
+
+
 def write_lock(man: dict[str, Any]) -> Path:
     """Record the artifacts' sha256 as the ones every later build must reproduce."""
     lock_path = paths.REPO_ROOT / "models" / paths.LOCK
@@ -218,7 +267,7 @@ def write_lock(man: dict[str, Any]) -> Path:
 def up_to_date(out_dir: Path) -> bool:
     try:
         man = manifest.load(out_dir)
-        for name in paths.ARTIFACTS:
+        for name in paths.ARTIFACTS + trained_artifacts(paths.data_dir() is not None):
             manifest.check_artifact(out_dir, name, man)
         for name, entry in man.get("golden", {}).items():
             if manifest.sha256_file(paths.golden_dir() / name) != entry["sha256"]:
@@ -277,11 +326,23 @@ def build(out_dir: Path | None = None, force: bool = False, update_lock: bool = 
     def _():
         state["goldens"] = write_goldens(state["hub"], paths.golden_dir())
 
+    @step("clip pack through our front end and YAMNet")
+    def _():
+        state["pack"], state["pack_emb"] = pack_features(out_dir)
+
+    @step("train the distress head on the clip pack")
+    def _():
+        state["head"] = train_head(state["pack"], state["pack_emb"], out_dir)
+
+    @step("static int8 models (ONNX Q/DQ, TFLite full-integer)")
+    def _():
+        state["int8"] = build_int8(state["patch_gd"], state["pack"], out_dir)
+
     t0 = time.monotonic()
     for i, (title, fn) in enumerate(steps, 1):
         t = time.monotonic()
-        with console.status(f"[{i}/{len(steps)}] {title}…"):
-            fn()
+        console.print(f"[{i}/{len(steps)}] {title}…", style="dim")
+        fn()
         console.print(f"[{i}/{len(steps)}] {title} [dim]({time.monotonic() - t:.1f} s)[/]")
 
     import tensorflow as tf
@@ -300,8 +361,10 @@ def build(out_dir: Path | None = None, force: bool = False, update_lock: bool = 
                   "onnx_opset": ONNX_OPSET},
         "artifacts": {
             name: {"sha256": manifest.sha256_file(out_dir / name), "bytes": (out_dir / name).stat().st_size}
-            for name in paths.ARTIFACTS
+            for name in paths.ARTIFACTS + trained_artifacts(state["pack"] is not None)
         },
+        "head": state["head"],
+        "int8": state["int8"],
         "golden": {f"{n}.npz": {"sha256": manifest.sha256_file(paths.golden_dir() / f"{n}.npz")}
                    for n in state["goldens"]},
     }
@@ -316,6 +379,11 @@ def build(out_dir: Path | None = None, force: bool = False, update_lock: bool = 
     manifest.save(out_dir, man)
     with console.status("measuring parity against TF…"):
         man["parity"] = parity.measure(out_dir, paths.golden_dir())
+        from edge_rt.models import int8
+
+        sample = state["pack"].patches if state["pack"] is not None else np.concatenate(
+            [golden.load(n)["patches"] for n in state["goldens"]])
+        man["int8"]["agreement"] = int8.agreement(out_dir, sample)
     manifest.save(out_dir, man)
     failures = parity.failures(man["parity"])
     console.print(parity.table(man["parity"]))

@@ -1,0 +1,270 @@
+"""The real-time loop: capture thread -> ring buffer -> streaming front end -> backend -> detector -> outbox."""
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from edge_rt import frontend
+from edge_rt.analysis import HOP_SAMPLES, WINDOW_SAMPLES, dbfs, windows
+from edge_rt.backends import Backend
+from edge_rt.config import EdgeConfig
+from edge_rt.detector import Alert, Detector, Event, Output
+from edge_rt.head import Head
+from edge_rt.metrics import Metrics
+from edge_rt.models.classmap import class_names
+from edge_rt.outbox import Outbox
+from edge_rt.params import PARAMS
+from edge_rt.ring import RingBuffer
+
+log = logging.getLogger("edge_rt.pipeline")
+
+SR = PARAMS.sample_rate
+POLL_S = 0.004  # how long the loop sleeps when the ring is empty
+READ_MAX = SR // 2  # at most 0.5 s of audio per loop iteration
+HEARTBEAT_EVERY_S = 5.0
+
+
+class AudioHistory:
+    """The last `seconds` of raw 16 kHz audio, addressed by absolute sample index (for loudness and clips)."""
+
+    def __init__(self, seconds: float):
+        self.cap = int(seconds * SR)
+        self.buf = np.zeros(self.cap, np.float32)
+        self.total = 0  # samples ever appended
+
+    def append(self, chunk: np.ndarray) -> None:
+        n = chunk.size
+        m = min(n, self.cap)  # a chunk longer than the history keeps only its tail
+        self.buf[np.arange(self.total + n - m, self.total + n) % self.cap] = chunk[n - m:]
+        self.total += n
+
+    def get(self, start: int, end: int) -> np.ndarray:
+        """float32 samples [start, end) that are still retained (clipped to what exists)."""
+        start, end = max(start, self.total - self.cap, 0), min(end, self.total)
+        if end <= start:
+            return np.zeros(0, np.float32)
+        idx = np.arange(start, end) % self.cap
+        return self.buf[idx]
+
+
+@dataclass
+class RunSummary:
+    audio_s: float = 0.0
+    wall_s: float = 0.0
+    events: int = 0
+    alerts: int = 0
+    loop_errors: int = 0
+    latencies_s: list[float] = field(default_factory=list)
+
+    @property
+    def rtf(self) -> float:
+        return self.audio_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    def latency_ms(self, q: float) -> Optional[float]:
+        return float(np.percentile(self.latencies_s, q) * 1e3) if self.latencies_s else None
+
+
+def flac_bytes(audio: np.ndarray) -> bytes:
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, audio, SR, format="FLAC", subtype="PCM_16")
+    return buf.getvalue()
+
+
+class Pipeline:
+    """Runs one source to the outbox. `run()` blocks until the source ends or `stop()`; never dies on one bad window."""
+
+    def __init__(self, cfg: EdgeConfig, source, backend: Backend, outbox: Outbox, *, head: Optional[Head] = None,
+                 backend_reason: str = "", drained: Optional[Callable[[], bool]] = None):
+        self.cfg, self.source, self.backend, self.outbox, self.head = cfg, source, backend, outbox, head
+        self.backend_reason = backend_reason
+        self.drained = drained  # set when an uplink drains the outbox; finite runs wait for it
+        self.names = class_names()
+        self.detector = Detector(cfg.detector, cfg.rules, self.names)
+        self.ring = RingBuffer(int(cfg.runtime.ring_seconds * SR))
+        self.front = frontend.StreamingFrontend()
+        self.history = AudioHistory(cfg.detector.max_event_s + cfg.clips.preroll_s + 2 * PARAMS.patch_window_seconds)
+        self.metrics = Metrics()
+        self.summary = RunSummary()
+        self._stop = threading.Event()
+        self._capture_done = threading.Event()
+        self._capture_error: Optional[BaseException] = None
+        self._patch_index = 0  # index of the next patch the front end will emit
+        self._pending: list[tuple[np.ndarray, float]] = []  # (patch, time its last sample was ready)
+        self._t0_ns = time.time_ns()
+
+    # ----------------------------------------------------------------------------------------- lifecycle
+    def stop(self) -> None:
+        self._stop.set()
+        stop = getattr(self.source, "stop", None)
+        if callable(stop):
+            stop()
+
+    def _capture(self) -> None:
+        from edge_rt.capture import run_supervised
+
+        try:
+            run_supervised(self.source, self.ring.write, self._stop)
+        except BaseException as exc:  # noqa: BLE001 - reported by run()
+            self._capture_error = exc
+        finally:
+            self._capture_done.set()
+
+    def run(self) -> RunSummary:
+        port = self.metrics.serve(self.cfg.runtime.metrics_port)
+        if port:
+            log.info("Prometheus metrics on :%d/metrics", port)
+        log.info("source %s, backend %s%s", getattr(self.source, "description", self.source), self.backend.name,
+                 f" ({self.backend_reason})" if self.backend_reason else "")
+        cap = threading.Thread(target=self._capture, name="capture", daemon=True)
+        t_start = time.perf_counter()
+        self._t0_ns = time.time_ns()
+        cap.start()
+        last_beat = t_start
+        try:
+            while not self._stop.is_set():
+                chunk = self.ring.read(READ_MAX)
+                if chunk.size == 0:
+                    if self._capture_done.is_set() and self.ring.available == 0:
+                        break
+                    self._stop.wait(POLL_S)
+                    continue
+                self._step(chunk)
+                now = time.perf_counter()
+                self.summary.wall_s = now - t_start
+                self.metrics.rtf.set(self.summary.rtf)
+                if now - last_beat >= HEARTBEAT_EVERY_S:
+                    last_beat = now
+                    log.info("heartbeat %s", self.heartbeat())
+            self._finish()
+        finally:
+            self._stop.set()
+            cap.join(timeout=5.0)
+            self.summary.wall_s = time.perf_counter() - t_start
+        if self._capture_error is not None and not isinstance(self._capture_error, KeyboardInterrupt):
+            raise self._capture_error
+        self._wait_drained()
+        return self.summary
+
+    def _wait_drained(self) -> None:
+        if self.drained is None:
+            return
+        deadline = time.monotonic() + self.cfg.runtime.grace_s
+        while not self.drained() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not self.drained():
+            log.warning("cloud did not ack everything within %.0f s; %d records stay in the outbox for next time",
+                        self.cfg.runtime.grace_s, self.outbox.stats()["depth"])
+
+    # ----------------------------------------------------------------------------------------- the loop
+    def _step(self, chunk: np.ndarray) -> None:
+        try:
+            self.history.append(chunk)
+            self.summary.audio_s += chunk.size / SR
+            self.metrics.audio_s.inc(chunk.size / SR)
+            new = self.front.push(chunk)
+            ready = time.perf_counter()
+            self._pending.extend((p, ready) for p in new)
+            while self._pending:
+                batch = self._pending[: self.cfg.runtime.max_batch]
+                del self._pending[: len(batch)]
+                self._analyse(batch)
+        except Exception:  # noqa: BLE001 - one bad iteration must not kill the loop
+            self.summary.loop_errors += 1
+            self.metrics.loop_errors.inc()
+            log.exception("loop iteration failed (%d so far); continuing", self.summary.loop_errors)
+        self.metrics.overruns.set(self.ring.overruns)
+
+    def _analyse(self, batch: list[tuple[np.ndarray, float]]) -> None:
+        pts = np.stack([p for p, _ in batch])
+        t = time.perf_counter()
+        scores, emb = self.backend.infer(pts)
+        ms = (time.perf_counter() - t) * 1e3
+        self.metrics.note_inference(ms, len(pts))
+        first = self._patch_index
+        self._patch_index += len(pts)
+        levels = [dbfs(self.history.get((first + i) * HOP_SAMPLES, (first + i) * HOP_SAMPLES + WINDOW_SAMPLES))
+                  for i in range(len(pts))]
+        for w, (_, ready) in zip(windows(pts, scores, emb, levels, first, self.head), batch):
+            self._emit(self.detector.push(w), ready, ms / len(pts))
+
+    def _finish(self) -> None:
+        self._emit(self.detector.flush(), None, 0.0)
+
+    # ----------------------------------------------------------------------------------------- records
+    def _ns(self, s: float) -> int:
+        return self._t0_ns + int(round(s * 1e9))
+
+    def _base(self, label: str) -> dict:
+        return {"device_id": self.cfg.device_id, "label": label, "lat": self.cfg.lat, "lon": self.cfg.lon,
+                "backend": self.backend.name, "model_sha256": self.backend.model_sha256}
+
+    def _emit(self, out: Output, ready: Optional[float], infer_ms: float) -> None:
+        for ev in out.started:
+            body = {**self._base(ev.label), "event_id": ev.event_id, "start_ns": self._ns(ev.start_s), "end_ns": None,
+                    "stream_s": round(ev.start_s, 3),
+                    "score": round(ev.score, 4), "classes": ev.as_dict()["classes"],
+                    "inference_ms": round(infer_ms, 3)}
+            self.outbox.put("event", body)
+            self.summary.events += 1
+            self.metrics.events.labels(ev.label).inc()
+            if ready is not None:
+                lat = time.perf_counter() - ready
+                self.summary.latencies_s.append(lat)
+                self.metrics.window_to_outbox.observe(lat)
+            log.info("event %s starts at %.2f s (score %.2f)", ev.label, ev.start_s, ev.score)
+        for al in out.alerts:
+            self._put_alert(al)
+        for ev in out.ended:
+            self._put_end(ev)
+        if out:
+            st = self.outbox.stats()
+            self.metrics.outbox_depth.set(st["depth"])
+            self.metrics.outbox_dropped.set(st["dropped"])
+
+    def _put_alert(self, al: Alert) -> None:
+        self.outbox.put("alert", {"device_id": self.cfg.device_id, "rule": al.rule, "labels": al.labels,
+                                  "start_ns": self._ns(al.start_s), "end_ns": self._ns(al.end_s),
+                                  "event_ids": al.event_ids, "lat": self.cfg.lat, "lon": self.cfg.lon})
+        self.summary.alerts += 1
+        self.metrics.alerts.labels(al.rule).inc()
+        log.warning("ALERT %s: %s from %.2f s", al.rule, "+".join(al.labels), al.start_s)
+
+    def _put_end(self, ev: Event) -> None:
+        body = {**self._base(ev.label), "event_id": ev.event_id, "start_ns": self._ns(ev.start_s),
+                "end_ns": self._ns(ev.end_s or ev.start_s), "stream_s": round(ev.start_s, 3),
+                "score": round(ev.score, 4),
+                "classes": ev.as_dict()["classes"]}
+        emb = ev.mean_embedding
+        if emb is not None:
+            body["embedding_f16"] = base64.b64encode(emb.astype("<f2").tobytes()).decode()
+        clip = None
+        c = self.cfg.clips
+        if c.enabled:
+            if c.privacy_drop_speech and ev.speech_max >= c.speech_threshold:
+                body["clip_dropped"] = "privacy: speech"
+            else:
+                start = max(0, int((ev.start_s - c.preroll_s) * SR))
+                end = min(int((ev.end_s or ev.start_s) * SR), start + int((c.max_s + c.preroll_s) * SR))
+                audio = self.history.get(start, end)
+                if audio.size:
+                    clip = flac_bytes(audio)
+                    body["clip"] = {"format": "flac", "sample_rate": SR, "start_ns": self._ns(start / SR),
+                                    "preroll_s": c.preroll_s}
+        self.outbox.put("event_end", body, clip=clip)
+        log.info("event %s ends at %.2f s", ev.label, ev.end_s)
+
+    def heartbeat(self) -> dict:
+        st = self.outbox.stats()
+        self.metrics.outbox_depth.set(st["depth"])
+        self.metrics.outbox_dropped.set(st["dropped"])
+        return {"device_id": self.cfg.device_id, "backend": self.backend.name, "backend_reason": self.backend_reason,
+                "source": getattr(self.source, "description", ""), **self.metrics.heartbeat()}
