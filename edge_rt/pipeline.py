@@ -27,7 +27,6 @@ log = logging.getLogger("edge_rt.pipeline")
 
 SR = PARAMS.sample_rate
 POLL_S = 0.004  # how long the loop sleeps when the ring is empty
-READ_MAX = SR // 2  # at most 0.5 s of audio per loop iteration
 HEARTBEAT_EVERY_S = 5.0
 
 
@@ -42,7 +41,10 @@ class AudioHistory:
     def append(self, chunk: np.ndarray) -> None:
         n = chunk.size
         m = min(n, self.cap)  # a chunk longer than the history keeps only its tail
-        self.buf[np.arange(self.total + n - m, self.total + n) % self.cap] = chunk[n - m:]
+        a = (self.total + n - m) % self.cap
+        first = min(m, self.cap - a)
+        self.buf[a:a + first] = chunk[n - m:n - m + first]
+        self.buf[:m - first] = chunk[n - m + first:]
         self.total += n
 
     def get(self, start: int, end: int) -> np.ndarray:
@@ -50,8 +52,10 @@ class AudioHistory:
         start, end = max(start, self.total - self.cap, 0), min(end, self.total)
         if end <= start:
             return np.zeros(0, np.float32)
-        idx = np.arange(start, end) % self.cap
-        return self.buf[idx]
+        a, b = start % self.cap, (end - 1) % self.cap + 1
+        if a < b:
+            return self.buf[a:b].copy()
+        return np.concatenate([self.buf[a:], self.buf[:b]])
 
 
 @dataclass
@@ -89,10 +93,12 @@ class Pipeline:
         self.drained = drained  # set when an uplink drains the outbox; finite runs wait for it
         self.names = class_names()
         self.detector = Detector(cfg.detector, cfg.rules, self.names)
-        self.ring = RingBuffer(int(cfg.runtime.ring_seconds * SR))
+        self.ring_capacity = int(cfg.runtime.ring_seconds * SR)
+        self.ring = RingBuffer(self.ring_capacity)
         self.front = frontend.StreamingFrontend()
         self.history = AudioHistory(cfg.detector.max_event_s + cfg.clips.preroll_s + 2 * PARAMS.patch_window_seconds)
         self.metrics = Metrics()
+        self._read_max = cfg.runtime.max_batch * HOP_SAMPLES
         self.summary = RunSummary()
         self._stop = threading.Event()
         self._capture_done = threading.Event()
@@ -108,11 +114,29 @@ class Pipeline:
         if callable(stop):
             stop()
 
+    def _sink(self):
+        """The capture sink: a live source never waits (the ring counts what it drops); a file played as fast
+        as possible waits for room instead, since nothing is lost by reading it a little later."""
+        if self.source.realtime or not self.source.finite:
+            return self.ring.write
+
+        def wait_for_room(chunk: np.ndarray) -> None:
+            done = 0
+            while done < chunk.size and not self._stop.is_set():
+                done += self.ring.write(chunk[done:done + self._ring_free()])
+                if done < chunk.size:
+                    self._stop.wait(POLL_S)
+
+        return wait_for_room
+
+    def _ring_free(self) -> int:
+        return self.ring_capacity - self.ring.available
+
     def _capture(self) -> None:
         from edge_rt.capture import run_supervised
 
         try:
-            run_supervised(self.source, self.ring.write, self._stop)
+            run_supervised(self.source, self._sink(), self._stop)
         except BaseException as exc:  # noqa: BLE001 - reported by run()
             self._capture_error = exc
         finally:
@@ -131,7 +155,7 @@ class Pipeline:
         last_beat = t_start
         try:
             while not self._stop.is_set():
-                chunk = self.ring.read(READ_MAX)
+                chunk = self.ring.read(self._read_max)
                 if chunk.size == 0:
                     if self._capture_done.is_set() and self.ring.available == 0:
                         break

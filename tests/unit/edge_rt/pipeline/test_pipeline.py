@@ -1,0 +1,39 @@
+"""The real-time loop's own parts: the raw-audio history, and no audio lost when a file is played fast."""
+from __future__ import annotations
+
+import numpy as np
+import soundfile as sf
+
+from edge_rt import backends, config
+from edge_rt.capture import open_source
+from edge_rt.outbox import Outbox
+from edge_rt.pipeline import AudioHistory, Pipeline
+
+
+def test_history_returns_exactly_the_retained_samples():
+    rng = np.random.default_rng(0)
+    hist = AudioHistory(0.01)  # 160 samples
+    chunks = []
+    for _ in range(300):
+        c = rng.standard_normal(int(rng.integers(1, 400))).astype(np.float32)
+        hist.append(c)
+        chunks.append(c)
+    every = np.concatenate(chunks)
+    for _ in range(300):
+        end = int(rng.integers(0, hist.total + 50))
+        start = int(rng.integers(max(0, end - 400), end + 1))
+        lo, hi = max(start, hist.total - hist.cap, 0), min(end, hist.total)
+        np.testing.assert_array_equal(hist.get(start, end), every[lo:hi] if hi > lo else np.zeros(0, np.float32))
+
+
+def test_a_fast_file_longer_than_the_ring_is_analysed_whole(tmp_path, model_dir):
+    seconds = 40.0
+    wave = (0.05 * np.random.default_rng(1).standard_normal(int(seconds * 16000))).astype(np.float32)
+    sf.write(tmp_path / "long.wav", wave, 16000, subtype="FLOAT")
+    cfg = config.load(overrides={"runtime.ring_seconds": 4.0})
+    pipe = Pipeline(cfg, open_source(f"file:{tmp_path / 'long.wav'}", realtime=False),
+                    backends.load("onnxruntime", model_dir), Outbox(tmp_path / "o.db"))
+    summary = pipe.run()
+    assert abs(summary.audio_s - seconds) < 1e-6
+    assert pipe.ring.overruns == 0
+    assert pipe._patch_index == int((seconds - 0.96) // 0.48) + 1  # every window of the file was analysed
