@@ -1,8 +1,9 @@
 """Two threads push 10^8 samples through the ring: nothing is reordered, duplicated, or lost uncounted.
 
 Each sample carries its sequence number exactly, as the bits of a float32 (uint32 viewed as float32; the ring
-only copies bits). The producer alternates paced stretches (like a capture device, so most samples get through)
-with unpaced bursts (so the ring overflows). The consumer checks that what it reads is strictly increasing;
+only copies bits). The consumer starts only once the producer has written twice the capacity (so the overrun path always runs);
+then the producer alternates paced stretches (like a capture device, so most samples get through) with
+unpaced bursts (so the ring overflows again whenever the consumer lags). The consumer checks that what it reads is strictly increasing;
 at the end, samples received plus samples counted as overruns must equal samples pushed.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ def test_ring_loses_nothing_uncounted_under_two_threads_and_10e8_samples(Ring):
     sizes = rng.integers(1, MAX_CHUNK + 1, size=4 * TOTAL // MAX_CHUNK)  # mean MAX_CHUNK / 2: enough for TOTAL
     done = threading.Event()  # the producer has pushed everything
     failed = threading.Event()  # the consumer found a fault and stopped
+    go = threading.Event()  # the consumer starts only after the producer has overfilled the ring once
     failure = []
     received = [0]
 
@@ -38,14 +40,18 @@ def test_ring_loses_nothing_uncounted_under_two_threads_and_10e8_samples(Ring):
                 ring.write(chunk)  # never blocks; what does not fit is counted
                 at += n
                 i += 1
-                if i % BURST_EVERY < BURST_EVERY - 3:  # paced, like a device: let the consumer catch up
+                if at >= 2 * CAPACITY:
+                    go.set()  # the ring has certainly overflowed by now, whatever the scheduler did
+                if go.is_set() and i % BURST_EVERY < BURST_EVERY - 3:  # paced, like a device: let the consumer catch up
                     while ring.available > CAPACITY // 2 and not failed.is_set():
                         time.sleep(0.0001)
         finally:
+            go.set()
             done.set()
 
     def consume():
         out = np.empty(MAX_CHUNK, np.float32)
+        go.wait()
         last = -1
         reads = 0
         while True:
