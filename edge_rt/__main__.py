@@ -1,30 +1,160 @@
-"""`python -m edge_rt`: the edge runtime's command line."""
+"""`python -m edge_rt`: the edge runtime's command line (classify recordings, run live, demo)."""
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import textwrap
+from pathlib import Path
 
 from edge_rt.errors import EdgeRtError
 
 EPILOG = textwrap.dedent("""\
     examples:
-      python -m edge_rt demo                      # classify the golden signals with every backend
-      python -m edge_rt.models verify             # check the model artifacts against TF
+      python -m edge_rt classify clip.wav other.flac --json      # one JSON object per file
+      python -m edge_rt run --source synth:distress              # 20 s scenario: glass, then a shout
+      python -m edge_rt run --source file:street.wav --lat 52.52 --lon 13.40
+      python -m edge_rt run --source 'gst:audiotestsrc wave=sine' --metrics-port 9100
+      python -m edge_rt run --source rtsp://camera.local/stream1 --cloud cloud.example:7443 \\
+          --device-id lamp-17 --token $TOKEN
+      python -m edge_rt run --source mic:hw:1,0 --backend tflite-fp16
+      python -m edge_rt demo                                     # the golden signals through every backend
     """)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m edge_rt", description="Edge acoustic event detection.",
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML file overriding the shipped defaults (edge_rt/config/defaults.yaml)")
+    p.add_argument("--backend", help="auto | onnxruntime | tflite | tflite-fp16 | tensorrt | onnxruntime-int8 | tflite-int8")
+    p.add_argument("--model-dir", help="model artifacts (default $EDGE_RT_MODEL_DIR or <repo>/models)")
+    p.add_argument("--threads", type=int, help="inference threads (default 1)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m edge_rt", description="Edge acoustic event detection with YAMNet.",
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug (what the model hears)")
     sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("classify", help="classify recordings (WAV, FLAC, OGG; any rate)", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("paths", nargs="+", metavar="PATH")
+    c.add_argument("--json", action="store_true", help="one JSON object per input file on stdout")
+    _common(c)
+    r = sub.add_parser("run", help="run in real time from a source into the outbox (and the cloud)", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("--source", required=True,
+                   help="file:P | dir:P | mic:[DEV] | gst:PIPELINE | rtsp://... | synth:SCENARIO")
+    r.add_argument("--cloud", metavar="HOST:PORT", help="stream events to this cloud_svc")
+    r.add_argument("--device-id", help="this device's id (default from config)")
+    r.add_argument("--token", help="device token from `python -m cloud_svc devices add`")
+    r.add_argument("--spool", metavar="DIR", help="folder of the durable outbox (default ./spool)")
+    r.add_argument("--lat", type=float)
+    r.add_argument("--lon", type=float)
+    r.add_argument("--realtime", dest="realtime", action="store_true", default=None,
+                   help="pace file/dir/synth sources to the wall clock")
+    r.add_argument("--fast", dest="realtime", action="store_false", help="as fast as possible (files' default)")
+    r.add_argument("--loop", action="store_true", help="dir: sources play forever instead of once")
+    r.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    _common(r)
     sub.add_parser("demo", help="classify the golden signals with every local backend")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    return ap
+
+
+def _config(args):
+    from edge_rt import config
+
+    overrides = {"backend": args.backend, "threads": args.threads}
+    if args.cmd == "run":
+        overrides.update({"device_id": args.device_id, "lat": args.lat, "lon": args.lon,
+                          "runtime.metrics_port": args.metrics_port})
+        if args.spool:
+            overrides["outbox.path"] = str(Path(args.spool) / "outbox.db")
+    return config.load(args.config, overrides)
+
+
+def _backend(cfg, model_dir):
+    from edge_rt import backends
+
+    return backends.load(cfg.backend, model_dir, threads=cfg.threads)
+
+
+def cmd_classify(args) -> int:
+    from edge_rt.classify import classify_files
+    from edge_rt.head import Head
+    from edge_rt.models.classmap import class_names
+
+    cfg = _config(args)
+    be = _backend(cfg, args.model_dir)
+    failures = classify_files(args.paths, cfg, be, class_names(args.model_dir), Head.load_optional(args.model_dir),
+                              as_json=args.json)
+    return 1 if failures else 0
+
+
+def cmd_run(args) -> int:
+    import os
+
+    from edge_rt.capture import open_source
+    from edge_rt.head import Head
+    from edge_rt.outbox import Outbox
+    from edge_rt.pipeline import Pipeline
+
+    cfg = _config(args)
+    source = open_source(args.source, realtime=args.realtime, loop=args.loop)
+    be = _backend(cfg, args.model_dir)
+    outbox = Outbox(cfg.outbox.path, cfg.outbox.max_bytes, cfg.outbox.max_age_s)
+    uplink = None
+    if args.cloud:
+        from edge_rt.uplink import Uplink, UplinkOptions
+
+        # TLS files come from the environment: EDGE_RT_CLOUD_CA (server CA), EDGE_RT_CLOUD_CERT/KEY (mTLS).
+        env = os.environ
+        uplink = Uplink(outbox, args.cloud, cfg.device_id, args.token or env.get("EDGE_RT_TOKEN", ""),
+                        heartbeat=lambda: pipe.heartbeat(),
+                        options=UplinkOptions(heartbeat_s=cfg.runtime.heartbeat_s, tls_ca=env.get("EDGE_RT_CLOUD_CA"),
+                                              tls_cert=env.get("EDGE_RT_CLOUD_CERT"),
+                                              tls_key=env.get("EDGE_RT_CLOUD_KEY")))
+    drained = (lambda: uplink.failed is not None or uplink.drained()) if uplink else None
+    pipe = Pipeline(cfg, source, be, outbox, head=Head.load_optional(args.model_dir), drained=drained)
+
+    def _on_signal(signum, _frame):
+        logging.getLogger("edge_rt").info("signal %d: stopping", signum)
+        pipe.stop()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    if uplink is not None:
+        uplink.start()
     try:
+        s = pipe.run()
+    finally:
+        if uplink is not None:
+            uplink.stop()
+    st = outbox.stats()
+    p50, p99 = s.latency_ms(50), s.latency_ms(99)
+    lat = f", window->outbox p50 {p50:.1f} ms p99 {p99:.1f} ms" if p50 is not None else ""
+    print(f"{s.audio_s:.1f} s of audio in {s.wall_s:.1f} s (RTF {s.rtf:.0f}x): {s.events} events, {s.alerts} alerts"
+          f"{lat}; outbox {cfg.outbox.path}: {st['depth']} waiting, {st['dropped']} dropped"
+          f"{f'; {s.loop_errors} loop errors' if s.loop_errors else ''}", file=sys.stderr)
+    outbox.close()
+    if uplink is not None:
+        u = uplink.stats()
+        print(f"cloud {args.cloud}: acked up to seq {u['acked_seq']}, {u['connects']} connects, "
+              f"{u['rejects']} rejected", file=sys.stderr)
+        if uplink.failed is not None:
+            print(f"error: {uplink.failed}", file=sys.stderr)
+            return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.cmd == "classify":
+            return cmd_classify(args)
+        if args.cmd == "run":
+            return cmd_run(args)
         if args.cmd == "demo":
             from edge_rt import demo
 
@@ -32,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     except EdgeRtError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
     return 1
 
 

@@ -1,0 +1,455 @@
+"""`python -m cloud_svc`: the cloud's command line (serve, migrate, manage devices, query, verify, models)."""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import os
+import re
+import sys
+import textwrap
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+from cloud_svc.errors import CloudError
+
+DEFAULT_SERVER = os.environ.get("CLOUD_SVC_SERVER", "127.0.0.1:50051")
+
+EPILOG = textwrap.dedent("""\
+    examples:
+      python -m cloud_svc serve --db sqlite:///cloud.db --listen 0.0.0.0:50051
+      python -m cloud_svc serve --db mysql+pymysql://edge@db/edgert --listen :50051 --verify-workers 2
+      python -m cloud_svc db upgrade --db mysql+pymysql://root@127.0.0.1:3306/edgert
+      python -m cloud_svc devices add lamp-17 --db sqlite:///cloud.db     # the token is the last line
+      python -m cloud_svc devices revoke lamp-17 --db sqlite:///cloud.db
+      python -m cloud_svc devices --server 127.0.0.1:50051               # health table
+      python -m cloud_svc events --server 127.0.0.1:50051 --label glass_break --since -1h --json
+      python -m cloud_svc events --bbox 52.4,13.2,52.6,13.6 --verified disagree
+      python -m cloud_svc alerts --follow
+      python -m cloud_svc clip lamp-17 --seq 42 -o event.flac
+      python -m cloud_svc verify --db mysql+pymysql://edge@db/edgert --verifier yamnet --workers 2
+      python -m cloud_svc models fetch vggish
+    """)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def parse_time(text: Optional[str]) -> int:
+    """ns since the epoch from '1732550000000000000', '2025-11-25T17:00:00Z' or a relative '-15m' / '-2h'."""
+    if not text:
+        return 0
+    t = text.strip()
+    if re.fullmatch(r"\d{12,}", t):
+        return int(t)
+    m = re.fullmatch(r"-?(\d+(?:\.\d+)?)([smhd])", t)
+    if m:
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+        return time.time_ns() - int(float(m.group(1)) * unit * 1e9)
+    try:
+        dt = datetime.fromisoformat(t.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time: {text!r} (ns, ISO 8601 or -15m/-2h/-1d)") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp() * 1e9)
+
+
+def fmt_ns(ns: Optional[int]) -> str:
+    if not ns:
+        return "-"
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    """A plain text table: columns are (header, key)."""
+    cells = [[h for h, _ in columns]] + [[_cell(r.get(k)) for _, k in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    if isinstance(v, (list, tuple)):
+        return ",".join(_cell(x) for x in v)
+    return str(v)
+
+
+def _bbox(text: str) -> tuple[float, float, float, float]:
+    try:
+        a, b, c, d = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("--bbox is MIN_LAT,MIN_LON,MAX_LAT,MAX_LON") from None
+    return a, b, c, d
+
+
+def _client(args):
+    from cloud_svc.client import QueryClient
+
+    tls = {k: v for k, v in (("ca", args.tls_ca), ("cert", args.tls_cert), ("key", args.tls_key)) if v}
+    return QueryClient(args.server, token=args.token, **tls)
+
+
+def _repo(url: str):
+    from cloud_svc.repository import Repository
+
+    return Repository.open(url)
+
+
+# ---------------------------------------------------------------------------------------------- commands
+def cmd_serve(args) -> int:
+    import asyncio
+
+    from cloud_svc import config
+    from cloud_svc.server import CloudApp
+
+    cfg = config.load(args.config, {
+        "db": args.db, "listen": args.listen, "clips": args.clips, "query_token": args.query_token,
+        "verify.workers": args.verify_workers, "verify.verifier": args.verifier,
+        "tls.cert": args.tls_cert, "tls.key": args.tls_key, "tls.client_ca": args.tls_client_ca})
+    app = CloudApp(cfg, migrate=not args.no_migrate)
+    # Ingest allocates many short-lived objects per record while thousands of streams keep long-lived ones:
+    # the default generation-0 threshold (700) makes the collector rescan them constantly (~25% of the event
+    # loop's time at 1000 devices). Freeze what startup built and collect young objects less often.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    host = cfg.listen.rsplit(":", 1)[0]
+    # The bound port on its own line, so that scripts that asked for port 0 can find it.
+    asyncio.run(app.run(on_started=lambda port: print(f"listening on {host}:{port}", flush=True)))
+    return 0
+
+
+def cmd_db(args) -> int:
+    from cloud_svc import db
+
+    engine = db.make_engine(args.db)
+    try:
+        if args.action == "upgrade":
+            rev = db.upgrade(engine)
+            print(f"{engine.url.render_as_string()}: at revision {rev} (head {db.head_revision()})")
+        else:
+            print(db.current_revision(engine) or "(empty)")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def cmd_devices(args) -> int:
+    if args.action in ("add", "revoke", "rotate"):
+        if not args.device_id:
+            raise argparse.ArgumentTypeError(f"devices {args.action} needs a device id")
+        from cloud_svc.servicer.convert import DEVICE_RE
+
+        if not DEVICE_RE.match(args.device_id):
+            raise argparse.ArgumentTypeError("a device id is 1-128 characters of [A-Za-z0-9._:-]")
+        if not args.db:
+            raise argparse.ArgumentTypeError(f"devices {args.action} needs --db URL")
+        repo = _repo(args.db)
+        try:
+            repo.upgrade()
+            if args.action == "add":
+                token = repo.add_device(args.device_id)
+                print(f"device {args.device_id} added; its token (shown once, only a hash is stored):")
+                print(token)
+            elif args.action == "rotate":
+                token = repo.rotate_token(args.device_id)
+                print(f"device {args.device_id}: new token (the old one no longer works):")
+                print(token)
+            else:
+                repo.revoke_device(args.device_id)
+                print(f"device {args.device_id} revoked")
+        finally:
+            repo.close()
+        return 0
+    with _client(args) as c:
+        devs = c.devices()
+    if args.json:
+        print(json.dumps(devs, indent=None))
+        return 0
+    for d in devs:
+        d["last_heartbeat"] = fmt_ns(d["last_heartbeat_ns"])
+        d["rtf"] = d["figures"].get("rtf")
+        d["depth"] = d["figures"].get("outbox_depth")
+    print(table(devs, [("DEVICE", "device_id"), ("HEALTH", "health"), ("LAST HEARTBEAT (UTC)", "last_heartbeat"),
+                       ("EVENTS", "events"), ("ACKED SEQ", "acked_seq"), ("RTF", "rtf"), ("OUTBOX", "depth"),
+                       ("LAT", "lat"), ("LON", "lon"), ("REVOKED", "revoked")]))
+    return 0
+
+
+def cmd_events(args) -> int:
+    with _client(args) as c:
+        evs = c.events(start_ns=parse_time(args.since), end_ns=parse_time(args.until), labels=args.label or (),
+                       device_ids=args.device or (), bbox=args.bbox, verified=args.verified, limit=args.limit,
+                       after_id=args.after_id)
+    if args.json:
+        print(json.dumps(evs))
+        return 0
+    for e in evs:
+        e["start"] = fmt_ns(e["start_ns"])
+        e["dur_s"] = round((e["end_ns"] - e["start_ns"]) / 1e9, 2) if e["end_ns"] else None
+        e["top"] = e["classes"][0][0] if e["classes"] else None
+        e["clip_kb"] = round(e["clip"]["size"] / 1024, 1) if e["clip"] else None
+        v = e["verification"]
+        e["verified"] = None if v is None else (v["status"] if v["agree"] is None else
+                                                f"{'agree' if v['agree'] else 'DISAGREE'} ({v['verifier']})")
+    print(table(evs, [("ID", "id"), ("DEVICE", "device_id"), ("SEQ", "seq"), ("START (UTC)", "start"),
+                      ("DUR s", "dur_s"), ("LABEL", "label"), ("SCORE", "score"), ("TOP CLASS", "top"),
+                      ("CLIP kB", "clip_kb"), ("VERIFIED", "verified")]))
+    return 0
+
+
+def _alert_row(a: dict) -> dict:
+    a = dict(a)
+    a["start"] = fmt_ns(a["start_ns"])
+    a["devices"] = a["device_id"] or f"{a['device_count']} devices"
+    a["n_events"] = len(a["events"])
+    return a
+
+
+ALERT_COLUMNS = [("ID", "id"), ("KIND", "kind"), ("RULE", "rule"), ("LABELS", "labels"), ("START (UTC)", "start"),
+                 ("DEVICES", "devices"), ("EVENTS", "n_events"), ("LAT", "lat"), ("LON", "lon")]
+
+
+def cmd_alerts(args) -> int:
+    with _client(args) as c:
+        if args.follow:
+            for a in c.follow_alerts(kind=args.kind or "", since_ns=parse_time(args.since)):
+                if args.json:
+                    print(json.dumps(a), flush=True)
+                else:
+                    r = _alert_row(a)
+                    print("  ".join(f"{h}={_cell(r.get(k))}" for h, k in ALERT_COLUMNS), flush=True)
+            return 0
+        alerts = c.alerts(kind=args.kind or "", start_ns=parse_time(args.since), limit=args.limit)
+    if args.json:
+        print(json.dumps(alerts))
+    else:
+        print(table([_alert_row(a) for a in alerts], ALERT_COLUMNS))
+    return 0
+
+
+def cmd_agreement(args) -> int:
+    with _client(args) as c:
+        rows = c.agreement(parse_time(args.since), parse_time(args.until))
+    print(json.dumps(rows) if args.json else table(rows, [("LABEL", "label"), ("VERIFIED", "verified"),
+                                                          ("AGREED", "agreed"), ("RATE", "rate")]))
+    return 0
+
+
+def cmd_clip(args) -> int:
+    with _client(args) as c:
+        meta, data = c.clip(args.device_id, seq=args.seq, event_id=args.event_id)
+    out = Path(args.output or f"{args.device_id}-{args.seq or args.event_id}.{meta.get('format') or 'bin'}")
+    out.write_bytes(data)
+    print(f"{out}: {len(data)} bytes, {meta.get('format')}, sha256 {meta.get('sha256')}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    import signal
+
+    from cloud_svc import config, verify
+    from cloud_svc.clipstore import open_store
+    from cloud_svc.workers import VerifyWorker
+
+    cfg = config.load(args.config, {"db": args.db, "clips": args.clips, "verify.verifier": args.verifier})
+    verifier = verify.load(cfg.verify.verifier)
+    store = open_store(cfg.clips, cfg.db)
+    from cloud_svc.repository import Repository
+
+    repo = Repository.open(cfg.db)
+    repo.upgrade()
+    workers = [VerifyWorker(repo, store, verifier, cfg.verify, i) for i in range(args.workers)]
+    if args.once:
+        while workers[0].step():
+            pass
+        print(f"verified {workers[0].done}, failed {workers[0].failed}")
+        return 0
+    for w in workers:
+        w.start()
+    signal.signal(signal.SIGTERM, lambda *_: [w._stop.set() for w in workers])
+    try:
+        while any(w._thread.is_alive() for w in workers):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    for w in workers:
+        w.stop()
+    print(f"verified {sum(w.done for w in workers)}, failed {sum(w.failed for w in workers)}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from cloud_svc.verify import vggish
+
+    d = vggish.model_dir(args.dir)
+    if args.action == "fetch":
+        print(textwrap.dedent(f"""\
+            VGGish's weights are Google's and are not shipped; this machine cannot download them. Fetch the
+            official files (Apache-2.0, from tensorflow/models research/audioset/vggish) where you can:
+
+              {vggish.CKPT_URL}
+              {vggish.PCA_URL}
+
+            and put them here:
+
+              {d / vggish.CKPT_NAME}      (TF1 checkpoint; reading it needs tensorflow)
+              {d / vggish.PCA_NAME}
+
+            To run without tensorflow, convert the checkpoint once:
+              python -m cloud_svc models export vggish --dir {d}
+            Then build label prototypes from labelled clips (DIR/<label>/*.wav):
+              python -m cloud_svc models prototypes vggish --clips DIR --dir {d}
+            and verify with:  python -m cloud_svc verify --db URL --verifier vggish"""))
+        found = vggish.find_checkpoint(d)
+        print(f"\nnow in {d}: checkpoint {'found: ' + str(found) if found else 'missing'}, PCA params "
+              f"{'found' if (d / vggish.PCA_NAME).is_file() else 'missing'}, prototypes "
+              f"{'found' if (d / vggish.PROTOTYPES_NAME).is_file() else 'missing'}")
+        return 0
+    if args.action == "export":
+        import numpy as np
+
+        src = Path(args.ckpt) if args.ckpt else d / vggish.CKPT_NAME
+        variables = vggish.load_variables(src)
+        vggish.VggishModel(variables)  # checks names and shapes before writing
+        out = d / vggish.NPZ_NAME
+        np.savez(out, **variables)
+        print(f"{out}: {len(variables)} variables from {src}")
+        return 0
+    protos = vggish.build_prototypes(Path(args.clips), d, args.threshold)
+    print(f"{d / vggish.PROTOTYPES_NAME}: prototypes for {', '.join(protos.labels)}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- parser
+def _query_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", default=DEFAULT_SERVER, help=f"HOST:PORT of cloud_svc (default {DEFAULT_SERVER}, "
+                                                            "or $CLOUD_SVC_SERVER)")
+    p.add_argument("--token", default=os.environ.get("CLOUD_SVC_QUERY_TOKEN"),
+                   help="the server's query token, when it has one ($CLOUD_SVC_QUERY_TOKEN)")
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    p.add_argument("--tls-ca", help="PEM CA that signed the server's certificate (enables TLS)")
+    p.add_argument("--tls-cert", help="PEM client certificate (mTLS)")
+    p.add_argument("--tls-key", help="PEM client key (mTLS)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    ap = argparse.ArgumentParser(prog="python -m cloud_svc", description="The edge-rt cloud: gRPC ingest, storage, "
+                                 "verification and queries.", epilog=EPILOG, formatter_class=fmt)
+    ap.add_argument("-v", "--verbose", action="count", default=0)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("serve", help="run the gRPC server (migrates the database first)", epilog=EPILOG,
+                       formatter_class=fmt)
+    s.add_argument("--db", help="sqlite:///FILE (default sqlite:///cloud.db) or mysql+pymysql://USER@HOST/DB")
+    s.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:50051; port 0 picks a free one)")
+    s.add_argument("--config", help="YAML file of CloudConfig keys")
+    s.add_argument("--clips", help="clip store: a folder or s3://bucket/prefix")
+    s.add_argument("--verify-workers", type=int, help="verification threads in this process (default 0)")
+    s.add_argument("--verifier", help="yamnet | vggish")
+    s.add_argument("--query-token", help="require this bearer token on Query calls")
+    s.add_argument("--tls-cert")
+    s.add_argument("--tls-key")
+    s.add_argument("--tls-client-ca", help="require client certificates signed by this CA (mTLS)")
+    s.add_argument("--no-migrate", action="store_true", help="do not run migrations on start")
+
+    d = sub.add_parser("db", help="database migrations")
+    d.add_argument("action", choices=["upgrade", "current"])
+    d.add_argument("--db", required=True)
+
+    v = sub.add_parser("devices", help="add, revoke, rotate devices (--db), or list them (--server)", epilog=EPILOG,
+                       formatter_class=fmt)
+    v.add_argument("action", nargs="?", default="list", choices=["list", "add", "revoke", "rotate"])
+    v.add_argument("device_id", nargs="?")
+    v.add_argument("--db", help="database URL (add, revoke, rotate)")
+    _query_opts(v)
+
+    e = sub.add_parser("events", help="list stored events", epilog=EPILOG, formatter_class=fmt)
+    _query_opts(e)
+    e.add_argument("--since", help="start at or after: ns, ISO 8601, or -15m / -2h / -1d")
+    e.add_argument("--until", help="start before")
+    e.add_argument("--label", action="append", help="repeatable")
+    e.add_argument("--device", action="append", help="repeatable")
+    e.add_argument("--bbox", type=_bbox, help="MIN_LAT,MIN_LON,MAX_LAT,MAX_LON")
+    e.add_argument("--verified", default="any", choices=["any", "done", "agree", "disagree", "pending", "none"])
+    e.add_argument("--limit", type=int, default=0)
+    e.add_argument("--after-id", type=int, default=0, help="page on from this event id")
+
+    a = sub.add_parser("alerts", help="list alerts, or --follow them live", epilog=EPILOG, formatter_class=fmt)
+    _query_opts(a)
+    a.add_argument("--follow", action="store_true", help="stream new alerts until interrupted")
+    a.add_argument("--kind", choices=["device", "fleet"])
+    a.add_argument("--since", help="alerts starting (with --follow: stored) since then")
+    a.add_argument("--limit", type=int, default=0)
+
+    g = sub.add_parser("agreement", help="verifier agreement rate per label")
+    _query_opts(g)
+    g.add_argument("--since")
+    g.add_argument("--until")
+
+    c = sub.add_parser("clip", help="download an event's clip")
+    _query_opts(c)
+    c.add_argument("device_id")
+    key = c.add_mutually_exclusive_group(required=True)
+    key.add_argument("--seq", type=int)
+    key.add_argument("--event-id")
+    c.add_argument("-o", "--output")
+
+    w = sub.add_parser("verify", help="run verification workers (claim jobs with SKIP LOCKED)")
+    w.add_argument("--db", required=True)
+    w.add_argument("--config")
+    w.add_argument("--clips", help="the clip store the server writes")
+    w.add_argument("--verifier", help="yamnet (default) | vggish")
+    w.add_argument("--workers", type=int, default=1)
+    w.add_argument("--once", action="store_true", help="work through the queue once, then exit")
+
+    m = sub.add_parser("models", help="the VGGish verifier's weights")
+    m.add_argument("action", choices=["fetch", "export", "prototypes"])
+    m.add_argument("model", choices=["vggish"])
+    m.add_argument("--dir", help="where the VGGish files live (default models/vggish or $CLOUD_SVC_VGGISH_DIR)")
+    m.add_argument("--ckpt", help="export: the TF1 checkpoint prefix")
+    m.add_argument("--clips", help="prototypes: DIR/<label>/*.wav")
+    m.add_argument("--threshold", type=float, default=0.8, help="prototypes: similarity that counts as present")
+    return ap
+
+
+COMMANDS = {"serve": cmd_serve, "db": cmd_db, "devices": cmd_devices, "events": cmd_events, "alerts": cmd_alerts,
+            "agreement": cmd_agreement, "clip": cmd_clip, "verify": cmd_verify, "models": cmd_models}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.cmd not in ("db", "models"):
+        from cloud_svc import protos_build
+
+        problem = protos_build.check_importable()
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(level if args.verbose > 1 else logging.WARNING)
+    if args.cmd == "models" and args.action == "prototypes" and not args.clips:
+        ap.error("models prototypes needs --clips DIR")
+    try:
+        return COMMANDS[args.cmd](args)
+    except argparse.ArgumentTypeError as exc:
+        ap.error(str(exc))
+    except CloudError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""The cloud process's one pydantic config: defaults in the model, a YAML file, CLOUD_SVC__ env and CLI overrides."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cloud_svc.errors import ConfigError
+
+ENV_PREFIX = "CLOUD_SVC__"
+DISTRESS_LABELS = ["glass_break", "scream", "shout", "gunshot"]  # the edge's default `distress` rule
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IngestConfig(_Strict):
+    max_message_bytes: int = Field(4 << 20, ge=64 << 10, le=64 << 20,
+                                   description="largest gRPC message accepted or sent; bigger clips are chunked")
+    max_batch_records: int = Field(1000, ge=1, le=10000, description="records per RecordBatch")
+    max_inline_clip_bytes: int = Field(1 << 20, ge=0, le=64 << 20, description="largest clip sent inline")
+    max_clip_bytes: int = Field(64 << 20, ge=1 << 10, le=1 << 30, description="largest clip accepted")
+    max_uploads_per_stream: int = Field(8, ge=1, le=256, description="clip uploads in progress on one stream")
+    commit_max_records: int = Field(5000, ge=1, le=100000, description="records in one group commit")
+    commit_linger_ms: float = Field(0.0, ge=0.0, le=5000.0,
+                                    description="wait this long for more batches before a commit")
+    committers: int = Field(2, ge=1, le=32,
+                            description="commit threads on MySQL (devices are spread over them); SQLite uses 1")
+    commit_retries: int = Field(3, ge=0, le=20, description="retries of a group commit on a transient DB error")
+    auth_cache_s: float = Field(5.0, ge=0.0, le=3600.0,
+                                description="token lookups are cached this long; revocation takes effect after it")
+    drain_timeout_s: float = Field(10.0, ge=0.0, le=600.0, description="shutdown waits this long for commits")
+    stale_after_s: float = Field(120.0, gt=0.0, description="a device without a heartbeat this long is stale")
+
+
+class VerifyConfig(_Strict):
+    distress_labels: list[str] = Field(default_factory=lambda: list(DISTRESS_LABELS),
+                                       description="events with these labels are always verified")
+    sample_rate: float = Field(0.05, ge=0.0, le=1.0, description="share of the other events verified")
+    verifier: str = Field("yamnet", description="yamnet | vggish: what `verify` workers run by default")
+    workers: int = Field(0, ge=0, le=64, description="verification threads inside `serve` (0: separate processes)")
+    batch: int = Field(4, ge=1, le=256, description="jobs one worker claims at a time")
+    lease_s: float = Field(300.0, gt=0.0, description="a claimed job not finished within this is claimed again")
+    poll_s: float = Field(0.5, gt=0.0, le=60.0, description="idle workers look for jobs this often")
+    max_attempts: int = Field(3, ge=1, le=20, description="a job failing this often is marked failed")
+
+
+class FleetConfig(_Strict):
+    enabled: bool = True
+    radius_m: float = Field(500.0, gt=0.0, le=1e6, description="devices this close hear the same thing")
+    window_s: float = Field(10.0, gt=0.0, le=3600.0, description="... within this many seconds")
+    min_devices: int = Field(2, ge=2, le=1000, description="distinct devices that make a fleet alert")
+    poll_s: float = Field(0.5, gt=0.0, le=60.0, description="the correlator looks for new events this often")
+    batch: int = Field(5000, ge=1, le=100000, description="events read per correlator step")
+    settle_s: float = Field(1.0, ge=0.0, le=60.0,
+                            description="events are correlated once they are this old (commits may finish late)")
+    horizon_s: float = Field(120.0, gt=0.0, le=86400.0,
+                             description="recent events kept in memory; older late arrivals are matched in the DB")
+
+    @model_validator(mode="after")
+    def _horizon(self):
+        if self.horizon_s < 2 * self.window_s:
+            raise ValueError("fleet.horizon_s must be at least twice fleet.window_s")
+        return self
+
+
+class TlsConfig(_Strict):
+    cert: Optional[str] = Field(None, description="PEM certificate chain of the server")
+    key: Optional[str] = Field(None, description="PEM private key of the server")
+    client_ca: Optional[str] = Field(None, description="PEM CA bundle; when set, clients must present a cert (mTLS)")
+
+    @model_validator(mode="after")
+    def _pairs(self):
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("tls.cert and tls.key go together")
+        if self.client_ca and not self.cert:
+            raise ValueError("tls.client_ca (mTLS) needs tls.cert and tls.key")
+        return self
+
+
+class CloudConfig(_Strict):
+    db: str = Field("sqlite:///cloud.db", min_length=1, description="SQLAlchemy URL (sqlite:/// or mysql+pymysql://)")
+    listen: str = Field("127.0.0.1:50051", pattern=r"^.+:\d{1,5}$", description="HOST:PORT; port 0 picks one")
+    clips: Optional[str] = Field(None, description="clip store: a folder (default: clips/ beside a SQLite file, "
+                                                   "else ./clips) or s3://bucket/prefix")
+    query_token: Optional[str] = Field(None, min_length=16,
+                                       description="when set, Query calls need 'authorization: Bearer <it>'")
+    edge_thresholds: dict[str, float] = Field(default_factory=dict,
+                                              description="label -> threshold pushed to devices on connect")
+    ingest: IngestConfig = IngestConfig()
+    verify: VerifyConfig = VerifyConfig()
+    fleet: FleetConfig = FleetConfig()
+    tls: TlsConfig = TlsConfig()
+
+    @model_validator(mode="after")
+    def _thresholds_in_range(self):
+        bad = {k: v for k, v in self.edge_thresholds.items() if not 0.0 < v <= 1.0}
+        if bad:
+            raise ValueError(f"edge_thresholds must be in (0, 1]: {bad}")
+        return self
+
+
+def _set_path(d: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        d = d.setdefault(k, {})
+    d[keys[-1]] = value
+
+
+def load(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
+         env: dict[str, str] | None = None) -> CloudConfig:
+    """Model defaults <- YAML file <- CLOUD_SVC__A__B env vars <- overrides {"a.b": value}."""
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {p}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config {p} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config {p} must be a mapping of keys, got {type(data).__name__}")
+    for key, raw in (os.environ if env is None else env).items():
+        if key.startswith(ENV_PREFIX):
+            _set_path(data, key[len(ENV_PREFIX):].lower().replace("__", "."), yaml.safe_load(raw))
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(data, dotted, value)
+    try:
+        return CloudConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid cloud config{f' in {path}' if path else ''}: {problems}") from None

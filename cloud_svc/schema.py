@@ -1,0 +1,162 @@
+"""The SQL schema as SQLAlchemy Core tables; Alembic migrations (cloud_svc/migrations) create exactly this."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+# Autoincrement ids: BIGINT on MySQL, INTEGER (the rowid alias) on SQLite.
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+MYSQL = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
+devices = sa.Table(
+    "devices", metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=True, unique=True),  # sha256 hex of the bearer token
+    sa.Column("token_issued_ns", sa.BigInteger, nullable=True),
+    sa.Column("revoked_ns", sa.BigInteger, nullable=True),
+    sa.Column("created_ns", sa.BigInteger, nullable=False),
+    sa.Column("acked_seq", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("last_heartbeat_ns", sa.BigInteger, nullable=True),
+    sa.Column("health", sa.JSON, nullable=True),
+    sa.Column("lat", sa.Double, nullable=True),
+    sa.Column("lon", sa.Double, nullable=True),
+    sa.Column("agent", sa.String(128), nullable=True),
+    **MYSQL,
+)
+
+events = sa.Table(
+    "events", metadata,  # one row per event, created by its start record (or by its end when the start was dropped)
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("device_id", sa.String(128), sa.ForeignKey("devices.id"), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),          # the outbox seq of the record that created it
+    sa.Column("event_id", sa.String(32), nullable=False),
+    sa.Column("label", sa.String(64), nullable=False),
+    sa.Column("start_ns", sa.BigInteger, nullable=False),
+    sa.Column("score", sa.Float, nullable=False),             # at the start (the final one is in event_ends)
+    sa.Column("lat", sa.Double, nullable=True),
+    sa.Column("lon", sa.Double, nullable=True),
+    sa.Column("backend", sa.String(64), nullable=False, server_default=""),
+    sa.Column("model_sha256", sa.String(64), nullable=False, server_default=""),
+    sa.Column("inference_ms", sa.Float, nullable=True),
+    sa.Column("created_ns", sa.BigInteger, nullable=False),   # when the edge put the record in its outbox
+    sa.Column("received_ns", sa.BigInteger, nullable=False),  # when it was committed here
+    sa.UniqueConstraint("device_id", "seq"),
+    sa.UniqueConstraint("event_id", "device_id"),  # event_id first: ingest looks events up by it
+    sa.Index(None, "start_ns"),
+    sa.Index(None, "label", "start_ns"),
+    **MYSQL,
+)
+
+# Written once, never updated: ingest only ever inserts, which keeps it fast on InnoDB.
+event_ends = sa.Table(
+    "event_ends", metadata,  # how an event ended, from its event_end record
+    sa.Column("event_pk", Id, sa.ForeignKey("events.id", ondelete="CASCADE"), primary_key=True,
+              autoincrement=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),          # the outbox seq of the event_end record
+    sa.Column("end_ns", sa.BigInteger, nullable=False),
+    sa.Column("score", sa.Float, nullable=False),             # the event's final score
+    sa.Column("embedding_f16", sa.LargeBinary, nullable=True),  # YAMNet's mean embedding, 1024 x float16 LE
+    sa.Column("clip_dropped", sa.String(128), nullable=True),
+    sa.Column("created_ns", sa.BigInteger, nullable=False),
+    sa.Column("received_ns", sa.BigInteger, nullable=False),
+    **MYSQL,
+)
+
+top_classes = sa.Table(
+    "top_classes", metadata,  # the top AudioSet classes, as [[name, score], ...] best first
+    sa.Column("event_pk", Id, sa.ForeignKey("events.id", ondelete="CASCADE"), primary_key=True,
+              autoincrement=False),
+    sa.Column("final", sa.Boolean, primary_key=True, autoincrement=False),  # False: at the start; True: at the end
+    sa.Column("classes", sa.Text, nullable=False),
+    **MYSQL,
+)
+
+clips = sa.Table(
+    "clips", metadata,
+    sa.Column("event_pk", Id, sa.ForeignKey("events.id", ondelete="CASCADE"), primary_key=True,
+              autoincrement=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("format", sa.String(16), nullable=False),
+    sa.Column("sample_rate", sa.Integer, nullable=False),
+    sa.Column("start_ns", sa.BigInteger, nullable=False),
+    sa.Column("preroll_s", sa.Float, nullable=False),
+    sa.Column("uri", sa.String(512), nullable=False),
+    sa.Column("created_ns", sa.BigInteger, nullable=False),
+    **MYSQL,
+)
+
+verifications = sa.Table(
+    "verifications", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("event_pk", Id, sa.ForeignKey("events.id", ondelete="CASCADE"), nullable=False, unique=True),
+    sa.Column("reason", sa.String(16), nullable=False),       # distress | sample
+    sa.Column("status", sa.String(16), nullable=False),       # pending | running | done | failed | skipped
+    sa.Column("claim_token", sa.String(32), nullable=True),
+    sa.Column("claimed_by", sa.String(128), nullable=True),
+    sa.Column("claimed_ns", sa.BigInteger, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("verifier", sa.String(32), nullable=True),
+    sa.Column("labels", sa.JSON, nullable=True),
+    sa.Column("scores", sa.JSON, nullable=True),
+    sa.Column("agree", sa.Boolean, nullable=True),
+    sa.Column("error", sa.String(512), nullable=True),
+    sa.Column("created_ns", sa.BigInteger, nullable=False),
+    sa.Column("done_ns", sa.BigInteger, nullable=True),
+    sa.Index(None, "status", "id"),
+    **MYSQL,
+)
+
+alerts = sa.Table(
+    "alerts", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),         # device | fleet
+    sa.Column("rule", sa.String(64), nullable=False),         # the edge rule, or "fleet"
+    sa.Column("label", sa.String(64), nullable=True),         # the shared label of a fleet alert
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("device_id", sa.String(128), sa.ForeignKey("devices.id"), nullable=True),
+    sa.Column("seq", sa.BigInteger, nullable=True),           # the outbox seq of a device alert
+    sa.Column("start_ns", sa.BigInteger, nullable=False),
+    sa.Column("end_ns", sa.BigInteger, nullable=False),
+    sa.Column("lat", sa.Double, nullable=True),
+    sa.Column("lon", sa.Double, nullable=True),
+    sa.Column("device_count", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("event_ids", sa.JSON, nullable=False),          # the edge's event uuids, as it reported them
+    sa.Column("created_ns", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("device_id", "seq"),
+    sa.Index(None, "start_ns"),
+    **MYSQL,
+)
+
+alert_events = sa.Table(
+    "alert_events", metadata,
+    sa.Column("alert_id", Id, sa.ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True,
+              autoincrement=False),
+    sa.Column("event_pk", Id, sa.ForeignKey("events.id", ondelete="CASCADE"), primary_key=True,
+              autoincrement=False),
+    sa.Index(None, "event_pk"),
+    **MYSQL,
+)
+
+rejects = sa.Table(
+    "rejects", metadata,  # dead letters: invalid records, kept so their seqs count as settled
+    sa.Column("device_id", sa.String(128), sa.ForeignKey("devices.id"), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("field", sa.String(256), nullable=False),
+    sa.Column("reason", sa.String(512), nullable=False),
+    sa.Column("received_ns", sa.BigInteger, nullable=False),
+    **MYSQL,
+)
+
+cursors = sa.Table(
+    "cursors", metadata,  # progress of the workers that read every event once (the fleet correlator)
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+    **MYSQL,
+)

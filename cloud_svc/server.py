@@ -1,0 +1,199 @@
+"""The cloud server: wires repository, clip store, committer, servicers and workers, and runs them on grpc.aio."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Callable, Optional
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from cloud_svc.auth import StaticTokenAuth, TokenAuth
+from cloud_svc.clipstore import open_store
+from cloud_svc.config import CloudConfig
+from cloud_svc.db import make_engine
+from cloud_svc.errors import ConfigError
+from cloud_svc.ingest import Committer
+from cloud_svc.repository import Repository
+from cloud_svc.workers import Correlator, VerifyWorker
+
+log = logging.getLogger("cloud_svc.server")
+
+INGEST = "edgert.v1.Ingest"
+QUERY = "edgert.v1.Query"
+
+
+def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", 60_000),               # the server pings idle connections ...
+        ("grpc.keepalive_timeout_ms", 20_000),            # ... and drops those that stay silent
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),  # devices may ping every 5 s or slower
+        ("grpc.http2.max_ping_strikes", 0),
+        ("grpc.so_reuseport", 0),                         # a second server on the port fails instead of sharing it
+    ]
+
+
+def _read(path: Optional[str]) -> Optional[bytes]:
+    return Path(path).read_bytes() if path else None
+
+
+def create_server(addr: str, app: "CloudApp") -> tuple[grpc.aio.Server, int]:
+    """Build the grpc.aio server with every service registered and bind `addr` (port 0 picks a free port).
+    Starting it is the caller's business."""
+    cfg = app.cfg
+    server = grpc.aio.server(options=server_options(cfg.ingest.max_message_bytes))
+    server.add_generic_rpc_handlers((app.ingest.handler(),))
+    app.query.register(server)
+    health_pb2_grpc.add_HealthServicer_to_server(app.health, server)
+    reflection.enable_server_reflection([INGEST, QUERY, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    try:
+        if cfg.tls.cert:
+            creds = grpc.ssl_server_credentials([(_read(cfg.tls.key), _read(cfg.tls.cert))],
+                                                root_certificates=_read(cfg.tls.client_ca),
+                                                require_client_auth=bool(cfg.tls.client_ca))
+            port = server.add_secure_port(addr, creds)
+        else:
+            port = server.add_insecure_port(addr)
+    except (RuntimeError, OSError) as exc:
+        raise ConfigError(f"cannot listen on {addr}: {exc}") from exc
+    if not port:
+        raise ConfigError(f"cannot listen on {addr}")
+    return server, port
+
+
+class CloudApp:
+    """Everything `serve` runs. `start()` returns the bound port; `stop()` drains in-flight commits first."""
+
+    def __init__(self, cfg: CloudConfig, *, migrate: bool = True, verifier=None):
+        from cloud_svc.servicer.ingest import IngestServicer
+        from cloud_svc.servicer.query import AlertBus, QueryServicer
+
+        self.cfg = cfg
+        self.store = open_store(cfg.clips, cfg.db)
+        self.repo = Repository(make_engine(cfg.db), distress_labels=cfg.verify.distress_labels,
+                               sample_rate=cfg.verify.sample_rate, stale_after_s=cfg.ingest.stale_after_s,
+                               clip_uri=self.store.uri)
+        if migrate:
+            rev = self.repo.upgrade()
+            log.info("database %s at revision %s", self.repo.engine.url.render_as_string(), rev)
+        self.bus = AlertBus()
+        self.committer = Committer(self.repo, self.store, cfg.ingest, on_alerts=self.bus.publish_threadsafe,
+                                   shards=1 if self.repo.sqlite else cfg.ingest.committers)
+        self.ingest = IngestServicer(self.repo, TokenAuth(self.repo, cfg.ingest.auth_cache_s), self.committer,
+                                     self.store, cfg)
+        self.query = QueryServicer(self.repo, self.store, self.bus, StaticTokenAuth(cfg.query_token))
+        self.health = health.aio.HealthServicer()
+        self.workers = []
+        if cfg.fleet.enabled:
+            self.workers.append(Correlator(self.repo, cfg.fleet, on_alerts=self.bus.publish_threadsafe))
+        if cfg.verify.workers:
+            if verifier is None:
+                from cloud_svc import verify
+
+                verifier = verify.load(cfg.verify.verifier)
+            self.workers += [VerifyWorker(self.repo, self.store, verifier, cfg.verify, i)
+                             for i in range(cfg.verify.workers)]
+        self.server: Optional[grpc.aio.Server] = None
+        self.port = 0
+        self._refresher: Optional[asyncio.Task] = None
+
+    async def start(self) -> int:
+        self.bus.bind(asyncio.get_running_loop())
+        self.committer.start()
+        self.server, self.port = create_server(self.cfg.listen, self)
+        await self.server.start()
+        for svc in ("", INGEST, QUERY):
+            await self.health.set(svc, health_pb2.HealthCheckResponse.SERVING)
+        for w in self.workers:
+            w.start()
+        if self.cfg.ingest.auth_cache_s > 0:
+            self._refresher = asyncio.create_task(self.ingest.refresh_tokens())
+        log.info("serving %s on port %d", self.cfg.listen, self.port)
+        return self.port
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """NOT_SERVING, stop taking batches, commit and ack what is in flight, end streams, close."""
+        if self._refresher is not None:
+            self._refresher.cancel()
+        await self.health.enter_graceful_shutdown()
+        await self.ingest.drain(self.cfg.ingest.drain_timeout_s)
+        self.query.closing = True
+        if self.server is not None:
+            await self.server.stop(grace)
+        await asyncio.to_thread(self.committer.stop, self.cfg.ingest.drain_timeout_s)
+        for w in self.workers:
+            await asyncio.to_thread(w.stop)
+        self.repo.close()
+        log.info("stopped: %d commits, %d records", self.committer.commits, self.committer.records)
+
+    async def run(self, on_started: Optional[Callable[[int], None]] = None) -> None:
+        """Serve until SIGTERM or SIGINT, then stop gracefully."""
+        port = await self.start()
+        if on_started is not None:
+            on_started(port)
+        done = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, done.set)
+        await done.wait()
+        log.info("signal received: draining")
+        await self.stop()
+
+
+class ServerThread:
+    """A CloudApp on its own event loop in a thread: for embedding, tests and benchmarks."""
+
+    def __init__(self, cfg: CloudConfig, **kw):
+        self.cfg, self._kw = cfg, kw
+        self.app: Optional[CloudApp] = None
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._main, name="cloud-server", daemon=True)
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self.app = CloudApp(self.cfg, **self._kw)
+            self.port = self._loop.run_until_complete(self.app.start())
+        except BaseException as exc:  # noqa: BLE001 - handed to start()
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self._loop.run_forever()
+
+    def start(self, timeout: float = 30.0) -> int:
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError("the cloud server did not start")
+        if self._error is not None:
+            raise self._error
+        return self.port
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.app is None or not self._thread.is_alive():
+            return
+        fut = asyncio.run_coroutine_threadsafe(self.app.stop(), self._loop)
+        try:
+            fut.result(timeout)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout)
+            if not self._thread.is_alive():
+                self._loop.close()
+
+    def __enter__(self) -> "ServerThread":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,1 @@
+"""The servicers: the only code that touches protobuf messages on the server side (translation and validation)."""

@@ -1,0 +1,227 @@
+"""The Ingest servicer: authenticates a device, turns its stream into batches for the committer, sends acks."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Optional
+
+import grpc
+from edgert.v1 import ingest_pb2
+
+from cloud_svc import errors
+from cloud_svc.auth import TokenAuth, bearer_token
+from cloud_svc.clipstore import ClipStore, Upload
+from cloud_svc.config import CloudConfig
+from cloud_svc.errors import CloudError, Draining, InvalidMessage, PermissionDenied, Unauthenticated
+from cloud_svc.ingest import Committer
+from cloud_svc.repository import Repository
+from cloud_svc.servicer import convert
+
+log = logging.getLogger("cloud_svc.ingest")
+
+SERVICE = "edgert.v1.Ingest"
+MAX_INFLIGHT_BATCHES = 64   # per stream; beyond this the stream stops reading (HTTP/2 flow control pushes back)
+MAX_CHUNK_BYTES = 1 << 20
+INVALID = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+
+
+class Undecodable:
+    """What the tolerant deserializer hands on for bytes that are not an IngestRequest."""
+
+    def __init__(self, error: str, size: int):
+        self.error, self.size = error, size
+
+
+def tolerant_deserializer(raw: bytes):
+    """A message that does not parse is answered in-band, so one bad message does not end the stream."""
+    try:
+        return ingest_pb2.IngestRequest.FromString(raw)
+    except Exception as exc:  # noqa: BLE001 - DecodeError and friends
+        return Undecodable(str(exc) or type(exc).__name__, len(raw))
+
+
+class _Abort:
+    def __init__(self, exc: CloudError):
+        self.exc = exc
+
+
+_END = object()
+
+
+class _Stream:
+    """Per-stream state: the device, its clip uploads, and what it is owed, in order."""
+
+    def __init__(self, device_id: str, token: str):
+        self.device_id, self.token = device_id, token
+        self.uploads: dict[str, Upload] = {}
+        self.out: asyncio.Queue = asyncio.Queue()  # responses, commit futures (-> acks), _END or _Abort, in order
+        self.owed = 0                              # commits whose acks have not left yet
+        self.slots = asyncio.Semaphore(MAX_INFLIGHT_BATCHES)
+        self.hello = False
+
+    def close(self) -> None:
+        for up in self.uploads.values():
+            up.abort()
+        self.uploads.clear()
+
+
+class IngestServicer:
+    def __init__(self, repo: Repository, auth: TokenAuth, committer: Committer, store: ClipStore, cfg: CloudConfig):
+        self.repo, self.auth, self.committer, self.store, self.cfg = repo, auth, committer, store, cfg
+        self._streams: set[_Stream] = set()
+        self.draining = False
+        self.rejected = 0
+
+    # ------------------------------------------------------------------------------------------ registration
+    def handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(SERVICE, {
+            "Stream": grpc.stream_stream_rpc_method_handler(
+                self.Stream, request_deserializer=tolerant_deserializer,
+                response_serializer=ingest_pb2.IngestResponse.SerializeToString)})
+
+    async def refresh_tokens(self) -> None:
+        """Keep the token cache fresh in one query per half lifetime instead of one per stream (runs until
+        cancelled)."""
+        period = max(0.05, self.auth.ttl_s / 2)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await asyncio.to_thread(self.auth.refresh)
+            except CloudError as exc:
+                log.warning("token refresh failed: %s", exc)
+
+    async def drain(self, timeout: float) -> None:
+        """Stop taking batches, wait for the committer and for the acks owed, then end every stream with
+        UNAVAILABLE (which devices retry, against another replica or this one once it is back)."""
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline and (self.committer.pending() or any(s.owed for s in self._streams)):
+            await asyncio.sleep(0.02)
+        for s in list(self._streams):
+            s.out.put_nowait(_Abort(Draining("server is shutting down; reconnect")))
+
+    # ------------------------------------------------------------------------------------------ the RPC
+    async def Stream(self, request_iterator, context: grpc.aio.ServicerContext):
+        """A reader task turns requests into commits (and in-band rejects); this generator writes the answers
+        in order, awaiting each commit before its ack."""
+        token = bearer_token(context.invocation_metadata())
+        try:
+            if self.draining:
+                raise Draining("server is shutting down; reconnect")
+            device_id = self.auth.cached(token) or await asyncio.to_thread(self.auth.authenticate, token)
+        except CloudError as exc:
+            await context.abort(errors.status_of(exc), str(exc))
+        s = _Stream(device_id, token)
+        self._streams.add(s)
+        reader = asyncio.create_task(self._read(s, request_iterator))
+        try:
+            while True:
+                item = await s.out.get()
+                if isinstance(item, asyncio.Future):
+                    try:
+                        res = await item
+                    except CloudError as exc:
+                        item = _Abort(exc)
+                    else:
+                        item = convert.ack(s.device_id, res.acked_seq)
+                    finally:
+                        s.owed -= 1
+                        s.slots.release()
+                if item is _END:
+                    break
+                if isinstance(item, _Abort):
+                    await context.abort(errors.status_of(item.exc), str(item.exc))
+                yield item
+        finally:
+            reader.cancel()
+            self._streams.discard(s)
+            s.close()
+
+    async def _read(self, s: _Stream, request_iterator) -> None:
+        try:
+            async for msg in request_iterator:
+                if self.draining:
+                    s.out.put_nowait(_Abort(Draining("server is shutting down; reconnect")))
+                    return
+                try:
+                    await self._handle(s, msg)
+                except InvalidMessage as exc:
+                    self.rejected += 1
+                    s.out.put_nowait(convert.reject(INVALID, exc.field, exc.detail))
+                except PermissionDenied as exc:
+                    s.out.put_nowait(convert.reject(errors.status_of(exc).value[0], "hello.device_id", str(exc)))
+            s.out.put_nowait(_END)  # the device half-closed: finish the acks it is owed, then end
+        except asyncio.CancelledError:
+            raise
+        except CloudError as exc:
+            s.out.put_nowait(_Abort(exc))
+        except Exception as exc:  # noqa: BLE001 - the transport failed under us; the stream is gone
+            log.debug("stream of %s ended: %s", s.device_id, exc)
+            s.out.put_nowait(_END)
+
+    async def _handle(self, s: _Stream, msg) -> None:
+        if isinstance(msg, Undecodable):
+            raise InvalidMessage("(message)", f"{msg.size} bytes that are not an IngestRequest: {msg.error}")
+        which = msg.WhichOneof("msg")
+        ic = self.cfg.ingest
+        if which == "batch":
+            await self._recheck(s)
+            batch, problems = convert.batch_in(s.device_id, msg.batch, max_records=ic.max_batch_records,
+                                               max_inline=ic.max_inline_clip_bytes, max_clip=ic.max_clip_bytes)
+            for seq, p in problems:
+                self.rejected += 1
+                s.out.put_nowait(convert.reject(INVALID, p.field, p.detail, seq))
+            await s.slots.acquire()
+            s.owed += 1
+            s.out.put_nowait(self.committer.submit_async(batch))
+        elif which == "clip_chunk":
+            await self._chunk(s, msg.clip_chunk)
+        elif which == "heartbeat":
+            self.committer.submit_heartbeat(convert.heartbeat_in(s.device_id, msg.heartbeat))
+        elif which == "hello":
+            h = msg.hello
+            if h.device_id != s.device_id:
+                raise PermissionDenied(f"this token belongs to {s.device_id!r}, not {h.device_id!r}")
+            agent = convert._text(h.agent, "hello.agent", required=False)
+            mark = await asyncio.to_thread(self.repo.hello, s.device_id, agent)
+            s.hello = True
+            s.out.put_nowait(convert.ack(s.device_id, mark))
+            s.out.put_nowait(convert.config_push(self.cfg.edge_thresholds, self.cfg.verify.sample_rate))
+        else:
+            raise InvalidMessage("msg", "one of hello, batch, heartbeat, clip_chunk is required")
+
+    async def _recheck(self, s: _Stream) -> None:
+        """A token revoked while its stream is open is noticed within the auth cache's lifetime."""
+        if self.auth.cached(s.token) == s.device_id:
+            return
+        try:
+            await asyncio.to_thread(self.auth.authenticate, s.token)
+        except Unauthenticated as exc:
+            raise _Revoked(exc) from None
+
+    async def _chunk(self, s: _Stream, c: ingest_pb2.ClipChunk) -> None:
+        ic = self.cfg.ingest
+        convert.check_chunk(c, ic.max_clip_bytes, min(MAX_CHUNK_BYTES, ic.max_message_bytes))
+        up = s.uploads.get(c.sha256)
+        if up is None:
+            if c.offset != 0:
+                raise InvalidMessage("clip_chunk.offset", f"an upload starts at offset 0, got {c.offset}")
+            if len(s.uploads) >= ic.max_uploads_per_stream:
+                raise InvalidMessage("clip_chunk.sha256", f"more than {ic.max_uploads_per_stream} uploads at once")
+            up = await asyncio.to_thread(self.store.begin_upload, c.sha256, int(c.total_size))
+            s.uploads[c.sha256] = up
+        elif c.total_size != up.total:
+            raise InvalidMessage("clip_chunk.total_size", f"changed from {up.total} to {c.total_size}")
+        try:
+            done = await asyncio.to_thread(up.write, int(c.offset), bytes(c.data))
+        except InvalidMessage:
+            s.uploads.pop(c.sha256, None)
+            up.abort()
+            raise
+        if done:
+            del s.uploads[c.sha256]
+
+
+class _Revoked(Unauthenticated):
+    pass

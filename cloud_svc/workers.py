@@ -1,0 +1,119 @@
+"""Background workers: the fleet correlator and the verification workers (threads here, or their own processes)."""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import Callable, Optional
+
+from cloud_svc.clipstore import ClipStore
+from cloud_svc.config import FleetConfig, VerifyConfig
+from cloud_svc.domain import VerifyResult
+from cloud_svc.errors import CloudError, StorageUnavailable
+from cloud_svc.fleet import FleetIndex
+from cloud_svc.repository import Repository
+
+log = logging.getLogger("cloud_svc.workers")
+
+
+class _Loop:
+    """A stoppable worker loop: `while not stop.wait(idle)`; `run()` blocks, `start()` runs it in a thread."""
+
+    name = "worker"
+
+    def __init__(self):
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self.errors = 0
+
+    def start(self) -> "_Loop":
+        self._thread = threading.Thread(target=self.run, name=self.name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self) -> None:
+        idle = 0.0
+        while not self._stop.wait(idle):
+            try:
+                busy = self.step()
+                idle = 0.0 if busy else self.poll_s
+            except StorageUnavailable as exc:
+                self.errors += 1
+                log.warning("%s: %s; retrying", self.name, exc)
+                idle = min(10.0, max(self.poll_s, 1.0) * 2)
+            except Exception:  # noqa: BLE001 - one bad step must not end the worker
+                self.errors += 1
+                log.exception("%s step failed", self.name)
+                idle = self.poll_s
+
+    poll_s = 1.0
+
+    def step(self) -> bool:
+        """Do one unit of work; True when there may be more right away."""
+        raise NotImplementedError
+
+
+class Correlator(_Loop):
+    """Turns the same label heard by several nearby devices at about the same time into one fleet alert."""
+
+    name = "fleet-correlator"
+
+    def __init__(self, repo: Repository, cfg: FleetConfig, on_alerts: Optional[Callable[[], None]] = None):
+        super().__init__()
+        self.repo, self.cfg, self.on_alerts = repo, cfg, on_alerts
+        self.poll_s = cfg.poll_s
+        self.index = FleetIndex(cfg.radius_m, cfg.window_s, cfg.horizon_s)
+        self.alerts = 0
+
+    def step(self) -> bool:
+        before = self.index.seen_id
+        ids = self.repo.correlate(self.index, min_devices=self.cfg.min_devices, batch=self.cfg.batch,
+                                  settle_s=self.cfg.settle_s)
+        if ids:
+            self.alerts += len(ids)
+            if self.on_alerts is not None:
+                self.on_alerts()
+        return self.index.seen_id - before >= self.cfg.batch
+
+
+def worker_name(i: int = 0) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{i}"
+
+
+class VerifyWorker(_Loop):
+    """Claims verification jobs (SKIP LOCKED), runs the verifier on each clip and stores the verdict."""
+
+    def __init__(self, repo: Repository, store: ClipStore, verifier, cfg: VerifyConfig, index: int = 0):
+        super().__init__()
+        self.repo, self.store, self.verifier, self.cfg = repo, store, verifier, cfg
+        self.poll_s = cfg.poll_s
+        self.name = f"verify-{index}"
+        self.ident = worker_name(index)
+        self.done = 0
+        self.failed = 0
+
+    def step(self) -> bool:
+        jobs = self.repo.claim_jobs(self.ident, self.cfg.batch, self.cfg.lease_s, self.cfg.max_attempts)
+        for job in jobs:
+            if self._stop.is_set():
+                break
+            try:
+                if job.clip is None:
+                    result = VerifyResult(self.verifier.KEY, [], {}, None, "no clip to verify")
+                else:
+                    result = self.verifier.verify(self.store.get(job.clip.sha256), job.clip.format, job.label)
+                self.repo.finish_job(job, result)
+                self.done += 1
+            except StorageUnavailable:
+                raise
+            except (CloudError, Exception) as exc:  # noqa: BLE001 - a bad clip fails its job, not the worker
+                self.failed += 1
+                log.warning("verification of %s/%s failed: %s", job.device_id, job.event_id, exc)
+                self.repo.fail_job(job, f"{type(exc).__name__}: {exc}", self.cfg.max_attempts)
+        return len(jobs) == self.cfg.batch

@@ -1,0 +1,432 @@
+"""The uplink: drains the outbox to cloud_svc over Ingest.Stream and deletes only what the cloud acked.
+
+One thread runs sessions: connect (optionally TLS/mTLS), say Hello, trim what the cloud already holds, then
+stream the outbox in seq order (clips over `inline_clip_bytes` are uploaded first as ClipChunk messages and
+sent by reference), keep at most `max_inflight_records` unacked, send heartbeats, and apply each ack to the
+outbox. A session that fails with UNAVAILABLE or DEADLINE_EXCEEDED (including an ack that does not come
+within `ack_timeout_s`) is retried after an exponential backoff with full jitter; any other status stops
+the uplink (`failed` says why) and the records stay in the outbox.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import queue
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import grpc
+
+from edge_rt.errors import EdgeRtError
+from edge_rt.outbox import Outbox, Record
+
+log = logging.getLogger("edge_rt.uplink")
+
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+AGENT = "edge_rt/0.1"
+
+
+class UplinkError(EdgeRtError):
+    """The cloud refused this device for good (bad token, revoked, ...) or the uplink is misconfigured."""
+
+
+def _pb():
+    try:
+        from edgert.v1 import common_pb2, ingest_pb2, ingest_pb2_grpc
+    except ImportError as exc:
+        raise UplinkError(f"the generated gRPC code is missing ({exc}): run `make setup` "
+                          "(or `python -m cloud_svc.protos_build`)") from exc
+    return common_pb2, ingest_pb2, ingest_pb2_grpc
+
+
+@dataclass(frozen=True)
+class UplinkOptions:
+    batch_records: int = 100            # records per RecordBatch
+    max_inflight_records: int = 2000    # sent but not yet acked
+    ack_timeout_s: float = 10.0         # an ack later than this ends the session as DEADLINE_EXCEEDED
+    connect_timeout_s: float = 5.0
+    stream_max_s: float = 3600.0        # deadline of one stream; then reconnect (spreads devices over replicas)
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 10.0
+    backoff_multiplier: float = 2.0
+    keepalive_s: float = 20.0           # HTTP/2 pings on an idle connection ...
+    keepalive_timeout_s: float = 10.0   # ... and how long to wait for their answer
+    max_message_bytes: int = 4 << 20
+    inline_clip_bytes: int = 256 << 10  # larger clips are chunked
+    chunk_bytes: int = 256 << 10
+    heartbeat_s: float = 30.0
+    poll_s: float = 0.01                # how often an idle session looks for new outbox records
+    stop_flush_s: float = 2.0           # stop() waits this long for acks of what is in flight
+    tls: bool = False                   # TLS with the system roots (implied by tls_ca)
+    tls_ca: Optional[str] = None        # PEM CA of the server's certificate
+    tls_cert: Optional[str] = None      # PEM client certificate (mTLS)
+    tls_key: Optional[str] = None       # PEM client key (mTLS)
+
+    def __post_init__(self):
+        if self.backoff_initial_s <= 0 or self.backoff_max_s < self.backoff_initial_s or self.backoff_multiplier < 1:
+            raise UplinkError("backoff: need 0 < initial <= max and multiplier >= 1")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise UplinkError("tls_cert and tls_key go together")
+        if not 0 < self.chunk_bytes < self.max_message_bytes or self.inline_clip_bytes >= self.max_message_bytes:
+            raise UplinkError("chunk_bytes and inline_clip_bytes must stay below max_message_bytes")
+        for path in (self.tls_ca, self.tls_cert, self.tls_key):
+            if path is not None and not Path(path).is_file():
+                raise UplinkError(f"TLS file {path} does not exist")
+
+
+def backoff_delay(attempt: int, o: UplinkOptions, rng: random.Random = random) -> float:
+    """Full jitter: uniform in [0, min(max, initial * multiplier**attempt)]."""
+    cap = min(o.backoff_max_s, o.backoff_initial_s * o.backoff_multiplier ** max(0, attempt))
+    return rng.uniform(0.0, cap)
+
+
+class _Retry(Exception):
+    """A session ended in a way that is worth retrying (mapped to a retryable status)."""
+
+    def __init__(self, code: grpc.StatusCode, detail: str):
+        super().__init__(f"{code.name}: {detail}")
+        self.code = code
+
+
+class Uplink:
+    """`start()` runs it in a thread, `stop()` ends it; `drained()` is True once the outbox is empty."""
+
+    def __init__(self, outbox: Outbox, target: str, device_id: str, token: str, *,
+                 heartbeat: Optional[Callable[[], dict]] = None, options: UplinkOptions = UplinkOptions(),
+                 agent: str = AGENT):
+        if not target or ":" not in target:
+            raise UplinkError(f"--cloud must be HOST:PORT, got {target!r}")
+        if not token:
+            raise UplinkError("the uplink needs a device token (`python -m cloud_svc devices add ID`)")
+        self.common_pb2, self.pb, self.grpc_mod = _pb()
+        self.outbox, self.target, self.device_id, self.token = outbox, target, device_id, token
+        self.heartbeat, self.o, self.agent = heartbeat, options, agent
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._cv = threading.Condition()
+        self.failed: Optional[UplinkError] = None
+        self.config: dict[str, Any] = {}     # the cloud's last ConfigPush
+        self.acked_seq = 0
+        self.connects = 0
+        self.retries = 0
+        self.rejects = 0
+        self.sent_records = 0
+        self.last_error = ""
+        self.connected = False
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def start(self) -> "Uplink":
+        self._thread = threading.Thread(target=self.run, name="uplink", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        with self._cv:
+            self._cv.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def drained(self) -> bool:
+        return self.outbox.stats()["depth"] == 0
+
+    def stats(self) -> dict:
+        return {"connected": self.connected, "connects": self.connects, "retries": self.retries,
+                "acked_seq": self.acked_seq, "sent_records": self.sent_records, "rejects": self.rejects,
+                "last_error": self.last_error, "failed": str(self.failed) if self.failed else None}
+
+    def run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            progressed = False
+            try:
+                progressed = self._session()
+                if self._stop.is_set():
+                    break
+                self.last_error = "the server ended the stream"
+            except _Retry as exc:
+                progressed = getattr(exc, "progressed", False)
+                self.last_error = str(exc)
+            except grpc.RpcError as exc:
+                code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+                detail = exc.details() if hasattr(exc, "details") else str(exc)
+                if code not in RETRYABLE:
+                    self.failed = UplinkError(f"the cloud at {self.target} refused this device: {code.name}: {detail}")
+                    self.last_error = str(self.failed)
+                    log.error("%s; not retrying (records stay in the outbox)", self.failed)
+                    return
+                progressed = getattr(exc, "progressed", False)
+                self.last_error = f"{code.name}: {detail}"
+            except UplinkError as exc:
+                self.failed = exc
+                self.last_error = str(exc)
+                log.error("%s", exc)
+                return
+            finally:
+                self.connected = False
+            if self._stop.is_set():
+                break
+            attempt = 0 if progressed else attempt + 1
+            self.retries += 1
+            delay = backoff_delay(attempt, self.o)
+            log.warning("uplink to %s: %s; reconnecting in %.2f s", self.target, self.last_error, delay)
+            self._stop.wait(delay)
+
+    # ------------------------------------------------------------------------------------------ one session
+    def _channel(self) -> grpc.Channel:
+        o = self.o
+        opts = [("grpc.keepalive_time_ms", int(o.keepalive_s * 1000)),
+                ("grpc.keepalive_timeout_ms", int(o.keepalive_timeout_s * 1000)),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.max_pings_without_data", 0),
+                ("grpc.max_send_message_length", o.max_message_bytes),
+                ("grpc.max_receive_message_length", o.max_message_bytes),
+                ("grpc.initial_reconnect_backoff_ms", int(o.backoff_initial_s * 1000)),
+                ("grpc.max_reconnect_backoff_ms", int(o.backoff_max_s * 1000)),
+                ("grpc.enable_retries", 0)]  # retries are ours: only UNAVAILABLE and DEADLINE_EXCEEDED
+        if o.tls or o.tls_ca or o.tls_cert:
+            read = lambda p: Path(p).read_bytes() if p else None  # noqa: E731
+            creds = grpc.ssl_channel_credentials(read(o.tls_ca), read(o.tls_key), read(o.tls_cert))
+            return grpc.secure_channel(self.target, creds, options=opts)
+        return grpc.insecure_channel(self.target, options=opts)
+
+    def _session(self) -> bool:
+        """Run one stream until stop or failure; returns whether the cloud answered (resets the backoff)."""
+        channel = self._channel()
+        sendq: "queue.Queue" = queue.Queue()
+        state = _SessionState()
+        call = None
+        receiver = None
+        try:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=self.o.connect_timeout_s)
+            except grpc.FutureTimeoutError:
+                raise _Retry(grpc.StatusCode.UNAVAILABLE, f"cannot connect within {self.o.connect_timeout_s:.0f} s")
+            self.connects += 1
+            stub = self.grpc_mod.IngestStub(channel)
+            call = stub.Stream(iter(sendq.get, None), metadata=(("authorization", f"Bearer {self.token}"),),
+                               timeout=self.o.stream_max_s)
+            receiver = threading.Thread(target=self._receive, args=(call, state), name="uplink-acks", daemon=True)
+            receiver.start()
+            st = self.outbox.stats()
+            sendq.put(self.pb.IngestRequest(hello=self.pb.Hello(
+                device_id=self.device_id, low_water=st["next_seq"] - st["depth"] if st["depth"] else 0,
+                agent=self.agent)))
+            self._pump(sendq, state, st["next_seq"])
+            return state.hello_acked
+        except _Retry as exc:
+            exc.progressed = state.hello_acked
+            raise
+        except grpc.RpcError as exc:
+            exc.progressed = state.hello_acked
+            raise
+        finally:
+            sendq.put(None)  # half-close the request stream
+            if call is not None:
+                call.cancel()
+            if receiver is not None:
+                receiver.join(2.0)
+            channel.close()
+
+    def _receive(self, call, state: "_SessionState") -> None:
+        try:
+            for resp in call:
+                which = resp.WhichOneof("msg")
+                if which == "ack":
+                    self._on_ack(resp.ack.seq, state)
+                elif which == "config":
+                    c = resp.config
+                    cfg = {"thresholds": dict(c.thresholds), "verify_sample_rate": c.verify_sample_rate}
+                    if cfg != self.config:
+                        log.info("cloud config: %s", cfg)
+                    self.config = cfg
+                elif which == "reject":
+                    r = resp.reject
+                    self.rejects += 1
+                    log.warning("cloud rejected %s%s: %s", r.field, f" (seq {r.seq}, dead-lettered)" if r.seq else "",
+                                r.message)
+        except grpc.RpcError as exc:
+            state.error = exc
+        except Exception as exc:  # noqa: BLE001 - e.g. the outbox failed while applying an ack
+            state.error = _Retry(grpc.StatusCode.UNAVAILABLE, f"receiver failed: {exc}")
+        finally:
+            state.ended = True
+            with self._cv:
+                self._cv.notify_all()
+
+    def _on_ack(self, seq: int, state: "_SessionState") -> None:
+        if seq:
+            self.outbox.ack(seq)
+        with self._cv:
+            self.acked_seq = max(self.acked_seq, seq)
+            if not state.hello_acked:
+                state.hello_acked = True
+                state.last_sent = seq
+                self.connected = True
+            while state.inflight and state.inflight[0][1] <= seq:
+                state.inflight.popleft()
+            state.last_ack = time.monotonic()
+            self._cv.notify_all()
+
+    def _pump(self, sendq: "queue.Queue", state: "_SessionState", next_seq_at_hello: int) -> None:
+        o = self.o
+        deadline = time.monotonic() + o.ack_timeout_s
+        with self._cv:
+            while not state.hello_acked and not state.ended and not self._stop.is_set():
+                if time.monotonic() > deadline:
+                    raise _Retry(grpc.StatusCode.DEADLINE_EXCEEDED, "no answer to Hello")
+                self._cv.wait(0.05)
+        self._check(state)
+        if state.hello_acked and state.last_sent >= next_seq_at_hello:
+            raise UplinkError(f"the cloud holds seqs up to {state.last_sent} for {self.device_id!r} but this outbox "
+                              f"only reached {next_seq_at_hello - 1}: the spool was reset. Register the device "
+                              "under a new id (seqs are never reused per device)")
+        next_beat = time.monotonic()
+        while not self._stop.is_set():
+            self._check(state)
+            now = time.monotonic()
+            if self.heartbeat is not None and now >= next_beat:
+                next_beat = now + o.heartbeat_s
+                sendq.put(self._heartbeat())
+            sent = self._send_some(sendq, state)
+            with self._cv:
+                if state.inflight and now - state.inflight[0][2] > o.ack_timeout_s and \
+                        now - state.last_ack > o.ack_timeout_s:
+                    raise _Retry(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                 f"no ack within {o.ack_timeout_s:.0f} s for seq {state.inflight[0][1]}")
+                if not sent:
+                    self._cv.wait(o.poll_s)
+        # stopping: give what is in flight a moment to be acked, so it is not sent again next time
+        end = time.monotonic() + o.stop_flush_s
+        with self._cv:
+            while state.inflight and not state.ended and time.monotonic() < end:
+                self._cv.wait(0.05)
+
+    def _check(self, state: "_SessionState") -> None:
+        if state.ended:
+            if state.error is not None:
+                raise state.error
+            raise _Retry(grpc.StatusCode.UNAVAILABLE, "the server closed the stream")
+
+    def _send_some(self, sendq: "queue.Queue", state: "_SessionState") -> bool:
+        """Send one batch if the window allows; True when something was sent."""
+        o = self.o
+        with self._cv:
+            room = o.max_inflight_records - sum(n for _, _, _, n in state.inflight)
+            after, busy = state.last_sent, bool(state.inflight)
+        if room <= 0:
+            return False
+        recs = self.outbox.pending(after_seq=after, limit=min(o.batch_records, room))
+        if not recs:
+            return False
+        if recs[0].seq > after + 1 and busy:
+            # The outbox dropped records we never sent. The gap may only be declared (low_water) once
+            # everything before it is acked, or a batch that failed before it could be declared settled.
+            return False
+        msgs, budget = [], int(o.max_message_bytes * 0.75)
+        batch = self.pb.RecordBatch()
+        for rec in recs:
+            pre, proto = self._record(rec)
+            if batch.records and (batch.ByteSize() + proto.ByteSize() > budget):
+                break
+            msgs.extend(pre)
+            batch.records.append(proto)
+        with self._cv:
+            first = batch.records[0].seq
+            batch.low_water = state.inflight[0][0] if state.inflight else first
+            state.inflight.append((first, batch.records[-1].seq, time.monotonic(), len(batch.records)))
+            state.last_sent = batch.records[-1].seq
+        for m in msgs:
+            sendq.put(m)
+        sendq.put(self.pb.IngestRequest(batch=batch))
+        self.sent_records += len(batch.records)
+        return True
+
+    # ------------------------------------------------------------------------------------------ messages
+    def _heartbeat(self):
+        st = self.outbox.stats()
+        try:
+            figures = self.heartbeat() if self.heartbeat else {}
+        except Exception as exc:  # noqa: BLE001 - a heartbeat must never end the session
+            figures = {"heartbeat_error": str(exc)}
+        hb = self.pb.Heartbeat(sent_ns=time.time_ns(), outbox_depth=st["depth"], outbox_dropped=st["dropped"])
+        for k, v in figures.items():
+            if isinstance(v, bool) or v is None:
+                continue
+            if isinstance(v, (int, float)):
+                hb.figures[k] = float(v)
+            else:
+                hb.info[k] = str(v)[:512]
+        return self.pb.IngestRequest(heartbeat=hb)
+
+    def _position(self, msg, body: dict) -> None:
+        lat, lon = body.get("lat"), body.get("lon")
+        if lat is not None and lon is not None:
+            msg.position.lat, msg.position.lon = float(lat), float(lon)
+
+    def _record(self, rec: Record):
+        """Outbox record -> (ClipChunk messages to send first, Record proto). A body that cannot be expressed
+        is sent without a kind: the cloud dead-letters it, which settles its seq instead of stalling."""
+        pb = self.pb
+        out = pb.Record(seq=rec.seq, created_ns=rec.created_ns)
+        pre: list = []
+        b = rec.body
+        try:
+            if rec.kind in ("event", "event_end"):
+                ev = out.event if rec.kind == "event" else out.event_end
+                ev.event_id, ev.label = str(b["event_id"]), str(b["label"])
+                ev.start_ns = int(b["start_ns"])
+                ev.end_ns = int(b["end_ns"] or 0) if rec.kind == "event_end" else 0
+                ev.score = float(b.get("score") or 0.0)
+                for name, score in b.get("classes") or []:
+                    ev.classes.add(name=str(name), score=float(score))
+                self._position(ev, b)
+                ev.backend, ev.model_sha256 = str(b.get("backend") or ""), str(b.get("model_sha256") or "")
+                ev.inference_ms = float(b.get("inference_ms") or 0.0)
+                if b.get("embedding_f16"):
+                    ev.embedding_f16 = base64.b64decode(b["embedding_f16"])
+                if b.get("clip_dropped"):
+                    ev.clip_dropped = str(b["clip_dropped"])
+                c = b.get("clip")
+                if rec.kind == "event_end" and c and rec.clip:
+                    ev.clip.format, ev.clip.sample_rate = str(c.get("format", "flac")), int(c.get("sample_rate", 0))
+                    ev.clip.start_ns, ev.clip.preroll_s = int(c.get("start_ns") or 0), float(c.get("preroll_s") or 0)
+                    if len(rec.clip) <= self.o.inline_clip_bytes:
+                        ev.clip.inline = rec.clip
+                    else:
+                        sha = hashlib.sha256(rec.clip).hexdigest()
+                        pre = [pb.IngestRequest(clip_chunk=pb.ClipChunk(
+                            sha256=sha, total_size=len(rec.clip), offset=off, data=rec.clip[off:off + self.o.chunk_bytes]))
+                            for off in range(0, len(rec.clip), self.o.chunk_bytes)]
+                        ev.clip.ref.sha256, ev.clip.ref.size = sha, len(rec.clip)
+            elif rec.kind == "alert":
+                a = out.alert
+                a.rule, a.start_ns, a.end_ns = str(b["rule"]), int(b["start_ns"]), int(b["end_ns"])
+                a.labels.extend(str(x) for x in b.get("labels") or [])
+                a.event_ids.extend(str(x) for x in b.get("event_ids") or [])
+                self._position(a, b)
+            else:
+                log.warning("outbox seq %d has kind %r, which the cloud does not take; it will be dead-lettered",
+                            rec.seq, rec.kind)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("outbox seq %d (%s) cannot be sent as it is (%s); the cloud will dead-letter it",
+                        rec.seq, rec.kind, exc)
+            out = pb.Record(seq=rec.seq, created_ns=rec.created_ns)
+            pre = []
+        return pre, out
+
+
+class _SessionState:
+    def __init__(self):
+        self.hello_acked = False
+        self.last_sent = 0
+        self.last_ack = time.monotonic()
+        self.inflight: deque = deque()  # (first seq, last seq, sent at, records)
+        self.ended = False
+        self.error: Optional[BaseException] = None

@@ -1,0 +1,207 @@
+"""The edge uplink against the real server over loopback: acks trim the outbox, chunked clips, outbox gaps,
+ack deadlines, non-retryable refusals, TLS and mTLS."""
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import shutil
+import subprocess
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from cloud_svc import config
+from cloud_svc.client import QueryClient
+from cloud_svc.server import ServerThread
+from cloud_svc.testing import event_body
+from edge_rt.outbox import Outbox
+from edge_rt.uplink import Uplink, UplinkError, UplinkOptions, backoff_delay
+
+FAST = dict(backoff_initial_s=0.05, backoff_max_s=0.5, poll_s=0.005, heartbeat_s=0.5, connect_timeout_s=2.0)
+
+
+def wait_for(pred, timeout: float = 30.0, every: float = 0.05) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(every)
+    return pred()
+
+
+@pytest.fixture
+def server(tmp_path):
+    cfg = config.load(None, {"db": f"sqlite:///{tmp_path / 'cloud.db'}", "listen": "127.0.0.1:0",
+                             "clips": str(tmp_path / "clips"), "fleet.enabled": False})
+    with ServerThread(cfg) as s:
+        yield s
+
+
+def put_event(outbox: Outbox, device: str, clip: bytes | None = None, label: str = "glass_break") -> tuple[int, int]:
+    start = event_body(device, label)
+    s1 = outbox.put("event", start)
+    end = event_body(device, label, start_ns=start["start_ns"], end=True, event_id=start["event_id"])
+    if clip is not None:
+        end["clip"] = {"format": "flac", "sample_rate": 16000, "start_ns": start["start_ns"], "preroll_s": 1.0}
+    s2 = outbox.put("event_end", end, clip=clip)
+    return s1, s2
+
+
+def test_acks_trim_the_outbox_and_everything_arrives_once(server, tmp_path):
+    token = server.app.repo.add_device("lamp-1")
+    ob = Outbox(tmp_path / "outbox.db")
+    for _ in range(150):
+        put_event(ob, "lamp-1")
+    beats = []
+    up = Uplink(ob, f"127.0.0.1:{server.port}", "lamp-1", token, heartbeat=lambda: beats.append(1) or {"rtf": 42.0},
+                options=UplinkOptions(batch_records=40, **FAST)).start()
+    assert wait_for(up.drained)
+    assert ob.stats()["acked"] == 300 and ob.stats()["depth"] == 0
+    up.stop()
+    assert server.app.repo.count_events("lamp-1") == 150 and up.failed is None
+    assert beats and server.app.repo.list_devices()[0].figures.get("rtf") == 42.0
+
+
+def test_a_large_clip_is_chunked_and_arrives_byte_exact(server, tmp_path):
+    token = server.app.repo.add_device("lamp-1")
+    ob = Outbox(tmp_path / "outbox.db")
+    big, small = os.urandom(3 * (1 << 20) + 17), os.urandom(20_000)
+    s_big, _ = put_event(ob, "lamp-1", clip=big)
+    s_small, _ = put_event(ob, "lamp-1", clip=small)
+    up = Uplink(ob, f"127.0.0.1:{server.port}", "lamp-1", token,
+                options=UplinkOptions(inline_clip_bytes=64 << 10, chunk_bytes=256 << 10, **FAST)).start()
+    assert wait_for(up.drained)
+    up.stop()
+    with QueryClient(f"127.0.0.1:{server.port}") as q:
+        meta, data = q.clip("lamp-1", seq=s_big)
+        assert data == big and meta["sha256"] == hashlib.sha256(big).hexdigest()
+        assert q.clip("lamp-1", seq=s_small)[1] == small
+
+
+def test_records_the_outbox_dropped_do_not_stall_the_acks(server, tmp_path):
+    token = server.app.repo.add_device("lamp-1")
+    ob = Outbox(tmp_path / "outbox.db", max_bytes=1 << 16)  # small: the oldest records get dropped
+    for _ in range(200):
+        put_event(ob, "lamp-1")
+    st = ob.stats()
+    survivors = ob.pending(limit=10_000)
+    assert st["dropped"] > 0 and survivors[0].seq > 1
+    up = Uplink(ob, f"127.0.0.1:{server.port}", "lamp-1", token, options=UplinkOptions(**FAST)).start()
+    assert wait_for(up.drained)
+    up.stop()
+    assert server.app.repo.watermark("lamp-1") == st["next_seq"] - 1
+    with server.app.repo.engine.connect() as c:
+        stored = set(c.scalars(sa.text("SELECT event_id FROM events WHERE device_id='lamp-1'")))
+    assert stored == {r.body["event_id"] for r in survivors}  # every surviving event, once
+
+
+def test_a_late_ack_times_the_session_out_and_the_replay_is_idempotent(tmp_path):
+    cfg = config.load(None, {"db": f"sqlite:///{tmp_path / 'cloud.db'}", "listen": "127.0.0.1:0",
+                             "clips": str(tmp_path / "clips"), "fleet.enabled": False,
+                             "ingest.commit_linger_ms": 1500})  # every commit waits 1.5 s
+    with ServerThread(cfg) as srv:
+        token = srv.app.repo.add_device("lamp-1")
+        ob = Outbox(tmp_path / "outbox.db")
+        for _ in range(20):
+            put_event(ob, "lamp-1")
+        up = Uplink(ob, f"127.0.0.1:{srv.port}", "lamp-1", token,
+                    options=UplinkOptions(ack_timeout_s=0.5, batch_records=10, **FAST)).start()
+        assert wait_for(up.drained, 60)
+        up.stop()
+        assert up.retries >= 1 and "DEADLINE_EXCEEDED" in up.last_error
+        assert srv.app.repo.count_events("lamp-1") == 20
+
+
+def test_a_refused_token_stops_the_uplink_and_keeps_the_records(server, tmp_path):
+    server.app.repo.add_device("lamp-1")
+    ob = Outbox(tmp_path / "outbox.db")
+    put_event(ob, "lamp-1")
+    up = Uplink(ob, f"127.0.0.1:{server.port}", "lamp-1", "ert_not-a-token", options=UplinkOptions(**FAST)).start()
+    assert wait_for(lambda: up.failed is not None, 10)
+    assert "UNAUTHENTICATED" in str(up.failed) and up.retries == 0
+    assert ob.stats()["depth"] == 2
+    up.stop()
+    with pytest.raises(UplinkError):
+        Uplink(ob, f"127.0.0.1:{server.port}", "lamp-1", "")  # no token at all: refused before connecting
+
+
+def test_an_unreachable_cloud_is_retried_with_growing_jittered_backoff():
+    o = UplinkOptions(backoff_initial_s=0.5, backoff_max_s=8.0)
+    rng = random.Random(1)
+    for attempt, cap in [(0, 0.5), (1, 1.0), (3, 4.0), (10, 8.0)]:
+        delays = [backoff_delay(attempt, o, rng) for _ in range(300)]
+        assert max(delays) <= cap and min(delays) >= 0.0
+        assert max(delays) > 0.8 * cap and min(delays) < 0.2 * cap  # full jitter spreads over [0, cap]
+
+
+def test_a_spool_reset_below_the_clouds_watermark_is_refused_loudly(server, tmp_path):
+    token = server.app.repo.add_device("lamp-1")
+    ob = Outbox(tmp_path / "a.db")
+    for _ in range(5):
+        put_event(ob, "lamp-1")
+    up = Uplink(ob, f"127.0.0.1:{server.port}", "lamp-1", token, options=UplinkOptions(**FAST)).start()
+    assert wait_for(up.drained)
+    up.stop()
+    fresh = Outbox(tmp_path / "b.db")  # a re-imaged device: seqs start again at 1
+    put_event(fresh, "lamp-1")
+    up = Uplink(fresh, f"127.0.0.1:{server.port}", "lamp-1", token, options=UplinkOptions(**FAST)).start()
+    assert wait_for(lambda: up.failed is not None, 10)
+    assert "spool was reset" in str(up.failed)
+    up.stop()
+
+
+def _openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture
+def pki(tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    d = tmp_path / "pki"
+    d.mkdir()
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+             "-subj", "/CN=test-ca", cwd=d)
+    for name, ext in (("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"), ("client", "extendedKeyUsage=clientAuth")):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                 "-subj", f"/CN={name}", cwd=d)
+        (d / f"{name}.ext").write_text(ext + "\n")
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=d)
+    return d
+
+
+@pytest.mark.parametrize("mutual", [False, True])
+def test_the_uplink_speaks_tls_and_mtls(tmp_path, pki, mutual):
+    tls = {"tls.cert": str(pki / "server.pem"), "tls.key": str(pki / "server.key")}
+    if mutual:
+        tls["tls.client_ca"] = str(pki / "ca.pem")
+    cfg = config.load(None, {"db": f"sqlite:///{tmp_path / 'cloud.db'}", "listen": "127.0.0.1:0",
+                             "clips": str(tmp_path / "clips"), "fleet.enabled": False, **tls})
+    with ServerThread(cfg) as srv:
+        token = srv.app.repo.add_device("lamp-1")
+        ob = Outbox(tmp_path / "outbox.db")
+        put_event(ob, "lamp-1")
+        client = {"tls_cert": str(pki / "client.pem"), "tls_key": str(pki / "client.key")} if mutual else {}
+        up = Uplink(ob, f"127.0.0.1:{srv.port}", "lamp-1", token,
+                    options=UplinkOptions(tls_ca=str(pki / "ca.pem"), **client, **FAST)).start()
+        assert wait_for(up.drained, 20)
+        up.stop()
+        plain = Uplink(Outbox(tmp_path / "p.db"), f"127.0.0.1:{srv.port}", "lamp-1", token,
+                       options=UplinkOptions(**FAST))
+        put_event(plain.outbox, "lamp-1")
+        plain.start()
+        time.sleep(1.5)
+        assert not plain.drained() and plain.connects == 0  # plaintext never gets through
+        plain.stop()
+        if mutual:  # TLS without a client certificate is refused too
+            anon = Uplink(Outbox(tmp_path / "q.db"), f"127.0.0.1:{srv.port}", "lamp-1", token,
+                          options=UplinkOptions(tls_ca=str(pki / "ca.pem"), **FAST))
+            put_event(anon.outbox, "lamp-1")
+            anon.start()
+            time.sleep(1.5)
+            assert not anon.drained()
+            anon.stop()
+        assert srv.app.repo.count_events("lamp-1") == 1

@@ -1,0 +1,45 @@
+"""Cloud config: pydantic with extra="forbid", bounds, YAML file, CLOUD_SVC__ env and overrides."""
+from __future__ import annotations
+
+import pytest
+
+from cloud_svc import config
+from cloud_svc.errors import ConfigError
+
+
+def test_defaults_are_valid_and_distress_labels_match_the_edge_rule():
+    from edge_rt.config import defaults
+
+    cfg = config.load(None, env={})
+    rule = next(r for r in defaults()["rules"] if r["name"] == "distress")
+    assert sorted(cfg.verify.distress_labels) == sorted(rule["labels"])
+    assert cfg.ingest.max_message_bytes == 4 << 20
+
+
+def test_an_unknown_key_is_an_error_naming_it(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("ingest:\n  max_mesage_bytes: 10\n")
+    with pytest.raises(ConfigError, match="ingest.max_mesage_bytes"):
+        config.load(f, env={})
+
+
+def test_a_value_out_of_range_is_an_error():
+    with pytest.raises(ConfigError, match="verify.sample_rate"):
+        config.load(None, {"verify.sample_rate": 1.5}, env={})
+    with pytest.raises(ConfigError, match="edge_thresholds"):
+        config.load(None, {"edge_thresholds": {"glass_break": 0}}, env={})
+    with pytest.raises(ConfigError, match="horizon_s"):
+        config.load(None, {"fleet.window_s": 100, "fleet.horizon_s": 120}, env={})
+
+
+def test_tls_key_and_cert_go_together():
+    with pytest.raises(ConfigError, match="tls"):
+        config.load(None, {"tls.cert": "a.pem"}, env={})
+
+
+def test_yaml_then_env_then_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("fleet:\n  radius_m: 100\n  window_s: 5\nverify:\n  sample_rate: 0.2\n")
+    cfg = config.load(f, {"fleet.window_s": 7}, env={"CLOUD_SVC__VERIFY__SAMPLE_RATE": "0.3",
+                                                     "CLOUD_SVC__FLEET__WINDOW_S": "6"})
+    assert (cfg.fleet.radius_m, cfg.fleet.window_s, cfg.verify.sample_rate) == (100, 7, 0.3)
