@@ -52,22 +52,30 @@ class Outbox:
 
     def put(self, kind: str, body: dict[str, Any], clip: Optional[bytes] = None, now_ns: Optional[int] = None) -> int:
         """Append one record durably and return its seq (monotonic per device, never reused)."""
+        return self.put_many([(kind, body, clip)], now_ns)[0]
+
+    def put_many(self, records: list[tuple[str, dict[str, Any], Optional[bytes]]],
+                 now_ns: Optional[int] = None) -> list[int]:
+        """Append records in one fsync'd transaction (all or none); return their seqs in order."""
         now_ns = time.time_ns() if now_ns is None else now_ns
-        text = json.dumps(body, separators=(",", ":"), allow_nan=False)
-        nbytes = len(text) + (len(clip) if clip else 0)
+        rows = []
+        for kind, body, clip in records:
+            text = json.dumps(body, separators=(",", ":"), allow_nan=False)
+            rows.append((kind, text, clip, len(text) + (len(clip) if clip else 0)))
         with self._lock:
             cur = self._db.cursor()
             try:
                 cur.execute("BEGIN IMMEDIATE")
-                seq = cur.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0]
-                cur.execute("INSERT INTO outbox VALUES (?,?,?,?,?,?)", (seq, kind, now_ns, text, clip, nbytes))
-                cur.execute("UPDATE meta SET value=value+1 WHERE key='next_seq'")
+                first = cur.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0]
+                cur.executemany("INSERT INTO outbox VALUES (?,?,?,?,?,?)",
+                                [(first + i, kind, now_ns, text, clip, n) for i, (kind, text, clip, n) in enumerate(rows)])
+                cur.execute("UPDATE meta SET value=value+? WHERE key='next_seq'", (len(rows),))
                 self._enforce_bounds(cur, now_ns)
                 cur.execute("COMMIT")
             except sqlite3.Error as exc:
                 cur.execute("ROLLBACK")
                 raise OutboxError(f"outbox write failed ({self.path}): {exc}") from exc
-        return seq
+        return list(range(first, first + len(rows)))
 
     def _enforce_bounds(self, cur: sqlite3.Cursor, now_ns: int) -> None:
         old = cur.execute("DELETE FROM outbox WHERE created_ns < ?", (now_ns - self.max_age_ns,)).rowcount

@@ -99,6 +99,9 @@ class Pipeline:
         self.history = AudioHistory(cfg.detector.max_event_s + cfg.clips.preroll_s + 2 * PARAMS.patch_window_seconds)
         self.metrics = Metrics()
         self._read_max = cfg.runtime.max_batch * HOP_SAMPLES
+        # Records of one batch of windows, written together by _commit(); and when each event's window was ready.
+        self._staged: list[tuple[str, dict, Optional[bytes]]] = []
+        self._staged_ready: list[float] = []
         self.summary = RunSummary()
         self._stop = threading.Event()
         self._capture_done = threading.Event()
@@ -219,9 +222,32 @@ class Pipeline:
                   for i in range(len(pts))]
         for w, (_, ready) in zip(windows(pts, scores, emb, levels, first, self.head), batch):
             self._emit(self.detector.push(w), ready, ms / len(pts))
+        self._commit()
 
     def _finish(self) -> None:
         self._emit(self.detector.flush(), None, 0.0)
+        self._commit()
+
+    def _commit(self) -> None:
+        """Write every record the batch staged in one fsync'd transaction (group commit), then account for it."""
+        if not self._staged:
+            return
+        self.outbox.put_many(self._staged)
+        now = time.perf_counter()
+        for kind, b, _ in self._staged:  # logged only once durable: "written" in the log means on disk
+            if kind == "event":
+                log.info("event %s starts at %.2f s (score %.2f)", b["label"], b["stream_s"], b["score"])
+            elif kind == "event_end":
+                log.info("event %s ends at %.2f s", b["label"], b["stream_s"] + (b["end_ns"] - b["start_ns"]) / 1e9)
+            else:
+                log.warning("ALERT %s: %s", b["rule"], "+".join(b["labels"]))
+        for ready in self._staged_ready:
+            self.summary.latencies_s.append(now - ready)
+            self.metrics.window_to_outbox.observe(now - ready)
+        self._staged, self._staged_ready = [], []
+        st = self.outbox.stats()
+        self.metrics.outbox_depth.set(st["depth"])
+        self.metrics.outbox_dropped.set(st["dropped"])
 
     # ----------------------------------------------------------------------------------------- records
     def _ns(self, s: float) -> int:
@@ -237,30 +263,22 @@ class Pipeline:
                     "stream_s": round(ev.start_s, 3),
                     "score": round(ev.score, 4), "classes": ev.as_dict()["classes"],
                     "inference_ms": round(infer_ms, 3)}
-            self.outbox.put("event", body)
+            self._staged.append(("event", body, None))
             self.summary.events += 1
             self.metrics.events.labels(ev.label).inc()
             if ready is not None:
-                lat = time.perf_counter() - ready
-                self.summary.latencies_s.append(lat)
-                self.metrics.window_to_outbox.observe(lat)
-            log.info("event %s starts at %.2f s (score %.2f)", ev.label, ev.start_s, ev.score)
+                self._staged_ready.append(ready)
         for al in out.alerts:
             self._put_alert(al)
         for ev in out.ended:
             self._put_end(ev)
-        if out:
-            st = self.outbox.stats()
-            self.metrics.outbox_depth.set(st["depth"])
-            self.metrics.outbox_dropped.set(st["dropped"])
 
     def _put_alert(self, al: Alert) -> None:
-        self.outbox.put("alert", {"device_id": self.cfg.device_id, "rule": al.rule, "labels": al.labels,
+        self._staged.append(("alert", {"device_id": self.cfg.device_id, "rule": al.rule, "labels": al.labels,
                                   "start_ns": self._ns(al.start_s), "end_ns": self._ns(al.end_s),
-                                  "event_ids": al.event_ids, "lat": self.cfg.lat, "lon": self.cfg.lon})
+                                  "event_ids": al.event_ids, "lat": self.cfg.lat, "lon": self.cfg.lon}, None))
         self.summary.alerts += 1
         self.metrics.alerts.labels(al.rule).inc()
-        log.warning("ALERT %s: %s from %.2f s", al.rule, "+".join(al.labels), al.start_s)
 
     def _put_end(self, ev: Event) -> None:
         body = {**self._base(ev.label), "event_id": ev.event_id, "start_ns": self._ns(ev.start_s),
@@ -283,8 +301,7 @@ class Pipeline:
                     clip = flac_bytes(audio)
                     body["clip"] = {"format": "flac", "sample_rate": SR, "start_ns": self._ns(start / SR),
                                     "preroll_s": c.preroll_s}
-        self.outbox.put("event_end", body, clip=clip)
-        log.info("event %s ends at %.2f s", ev.label, ev.end_s)
+        self._staged.append(("event_end", body, clip))
 
     def heartbeat(self) -> dict:
         st = self.outbox.stats()

@@ -105,3 +105,14 @@ def test_kill_9_loses_no_record_put_returned(tmp_path, attempt):
     assert len(seen) == target
     stored = {r.seq for r in Outbox(db).pending(limit=100000)}
     assert set(seen) <= stored
+
+
+def test_put_many_is_one_transaction_with_consecutive_seqs(tmp_path):
+    ob = Outbox(tmp_path / "o.db")
+    ob.put("event", {"i": -1})
+    assert ob.put_many([("event", {"i": 0}, None), ("event_end", {"i": 1}, b"clip"), ("alert", {"i": 2}, None)]) \
+        == [2, 3, 4]
+    with pytest.raises(ValueError):
+        ob.put_many([("event", {"i": 3}, None), ("event", {"bad": float("inf")}, None)])
+    assert [r.body["i"] for r in ob.pending()] == [-1, 0, 1, 2]  # nothing of the failed batch was stored
+    assert ob.put("event", {"i": 5}) == 5
