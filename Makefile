@@ -49,7 +49,7 @@ test: setup mariadb
 	$(PY) -m pytest -q tests
 	EDGE_RT_PUREPYTHON=1 $(PY) -m pytest -q tests/unit/edge_rt/frontend
 
-bench: setup
+bench: setup mariadb
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:

@@ -23,6 +23,7 @@ import multiprocessing as mp
 import os
 import platform
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -193,8 +194,10 @@ def _cpu(pids) -> float:
     total = 0.0
     for pid in pids:
         try:
-            t = psutil.Process(pid).cpu_times()
-            total += t.user + t.system
+            proc = psutil.Process(pid)
+            for p in [proc] + proc.children(recursive=True):
+                t = p.cpu_times()
+                total += t.user + t.system
         except psutil.Error:
             pass
     return total
@@ -260,7 +263,8 @@ def bench_db(kind: str, args) -> list[dict]:
             ids = [f"bench-{phase[0]}-{i:05d}" for i in range(args.devices)]
             toks = repo.add_devices(ids)
             repo.close()
-            srv = ServerProcess(url, clips=str(tmp / "clips"), log_path=tmp / f"server-{phase}.log")
+            srv = ServerProcess(url, clips=str(tmp / "clips"), log_path=tmp / f"server-{phase}.log",
+                                extra=("--procs", str(args.server_procs)))
             srv.start()
             try:
                 res = run_phase(srv.target, list(toks.items()), phase, args, srv.proc.pid)
@@ -272,6 +276,10 @@ def bench_db(kind: str, args) -> list[dict]:
     finally:
         if mdb is not None:
             mdb.drop()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"kept {tmp} (databases, clip store, server logs)", file=sys.stderr)
     return out
 
 
@@ -283,7 +291,8 @@ def markdown(results: list[dict], args) -> str:
         pass
     lines = [f"Run: `.venv/bin/python bench/ingest.py --devices {args.devices} --duration {args.duration} "
              f"--warmup {args.warmup} "
-             f"--batch {args.batch} --window {args.window} --rate {args.rate} --procs {args.procs}` on {cpu}, "
+             f"--batch {args.batch} --window {args.window} --rate {args.rate} --procs {args.procs} "
+             f"--server-procs {args.server_procs}` on {cpu}, "
              f"{os.cpu_count()} CPUs (server, clients and database share them), {time.strftime('%Y-%m-%d')}.", "",
              "| database | devices | sustained records/s (throughput phase) | ack p50 / p99 at "
              f"{args.rate} events/s | budget |", "|---|---|---|---|---|"]
@@ -308,7 +317,9 @@ def main() -> int:
     ap.add_argument("--window", type=int, default=1, help="batches in flight per device (throughput phase)")
     ap.add_argument("--rate", type=float, default=1000.0, help="events/s of all devices together (latency phase)")
     ap.add_argument("--procs", type=int, default=1, help="client processes")
+    ap.add_argument("--server-procs", type=int, default=1, help="`serve --procs`: server processes on the port")
     ap.add_argument("--phases", default="throughput,latency", help="comma-separated: throughput, latency")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder with the server logs")
     ap.add_argument("--markdown", help="append a results table to this file")
     args = ap.parse_args()
     results = []

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import os
@@ -104,24 +103,17 @@ def _repo(url: str):
 
 # ---------------------------------------------------------------------------------------------- commands
 def cmd_serve(args) -> int:
-    import asyncio
-
     from cloud_svc import config
-    from cloud_svc.server import CloudApp
+    from cloud_svc.server import serve_forever
 
     cfg = config.load(args.config, {
         "db": args.db, "listen": args.listen, "clips": args.clips, "query_token": args.query_token,
         "verify.workers": args.verify_workers, "verify.verifier": args.verifier,
         "tls.cert": args.tls_cert, "tls.key": args.tls_key, "tls.client_ca": args.tls_client_ca})
-    app = CloudApp(cfg, migrate=not args.no_migrate)
-    # Ingest allocates many short-lived objects per record while thousands of streams keep long-lived ones:
-    # the default generation-0 threshold (700) makes the collector rescan them constantly (~25% of the event
-    # loop's time at 1000 devices). Freeze what startup built and collect young objects less often.
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
     host = cfg.listen.rsplit(":", 1)[0]
     # The bound port on its own line, so that scripts that asked for port 0 can find it.
-    asyncio.run(app.run(on_started=lambda port: print(f"listening on {host}:{port}", flush=True)))
+    serve_forever(cfg, migrate=not args.no_migrate, procs=args.procs,
+                  on_started=lambda port: print(f"listening on {host}:{port}", flush=True))
     return 0
 
 
@@ -359,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tls-key")
     s.add_argument("--tls-client-ca", help="require client certificates signed by this CA (mTLS)")
     s.add_argument("--no-migrate", action="store_true", help="do not run migrations on start")
+    s.add_argument("--procs", type=int, default=1,
+                   help="serving processes sharing the port (SO_REUSEPORT); replicas on one host (default 1)")
 
     d = sub.add_parser("db", help="database migrations")
     d.add_argument("action", choices=["upgrade", "current"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import secrets
 import time
 import uuid
@@ -21,10 +20,10 @@ from cloud_svc.domain import (Agreement, AlertEventRef, AlertIn, AlertView, Batc
                               DeviceView, EventFilter, EventIn, EventView, HeartbeatIn, RecordIn, Verified,
                               VerificationView, VerifyJob, VerifyResult)
 from cloud_svc.errors import AlreadyExists, NotFound, StorageUnavailable, Unauthenticated
-from cloud_svc.sqlbulk import BulkWriter
 from cloud_svc.fleet import M_PER_DEG_LAT, FleetIndex, Placed, haversine_m
 from cloud_svc.schema import (alert_events, alerts, clips, cursors, devices, event_ends, events, top_classes,
                               verifications)
+from cloud_svc.sqlbulk import BulkWriter
 
 log = logging.getLogger("cloud_svc.repository")
 
@@ -35,8 +34,6 @@ DEGRADED_FIGURES = ("outbox_dropped", "ring_overruns", "loop_errors")
 EVENT_COLUMNS = ("device_id", "seq", "event_id", "label", "start_ns", "score", "lat", "lon", "backend",
                  "model_sha256", "inference_ms", "created_ns", "received_ns")
 END_COLUMNS = ("event_pk", "seq", "end_ns", "score", "embedding_f16", "clip_dropped", "created_ns", "received_ns")
-
-
 _quote = json.encoder.encode_basestring  # C: a JSON string literal
 
 

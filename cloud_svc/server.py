@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import multiprocessing
+import os
+import queue
 import signal
+import socket
 import threading
 from pathlib import Path
 from typing import Callable, Optional
@@ -27,7 +32,7 @@ INGEST = "edgert.v1.Ingest"
 QUERY = "edgert.v1.Query"
 
 
-def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
+def server_options(max_message_bytes: int, reuse_port: bool = False) -> list[tuple[str, int]]:
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
@@ -36,7 +41,8 @@ def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),  # devices may ping every 5 s or slower
         ("grpc.http2.max_ping_strikes", 0),
-        ("grpc.so_reuseport", 0),                         # a second server on the port fails instead of sharing it
+        # A second server on the port fails instead of sharing it, unless sharing is the point (serve --procs).
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
 
 
@@ -48,7 +54,7 @@ def create_server(addr: str, app: "CloudApp") -> tuple[grpc.aio.Server, int]:
     """Build the grpc.aio server with every service registered and bind `addr` (port 0 picks a free port).
     Starting it is the caller's business."""
     cfg = app.cfg
-    server = grpc.aio.server(options=server_options(cfg.ingest.max_message_bytes))
+    server = grpc.aio.server(options=server_options(cfg.ingest.max_message_bytes, app.reuse_port))
     server.add_generic_rpc_handlers((app.ingest.handler(),))
     app.query.register(server)
     health_pb2_grpc.add_HealthServicer_to_server(app.health, server)
@@ -71,11 +77,11 @@ def create_server(addr: str, app: "CloudApp") -> tuple[grpc.aio.Server, int]:
 class CloudApp:
     """Everything `serve` runs. `start()` returns the bound port; `stop()` drains in-flight commits first."""
 
-    def __init__(self, cfg: CloudConfig, *, migrate: bool = True, verifier=None):
+    def __init__(self, cfg: CloudConfig, *, migrate: bool = True, verifier=None, reuse_port: bool = False):
         from cloud_svc.servicer.ingest import IngestServicer
         from cloud_svc.servicer.query import AlertBus, QueryServicer
 
-        self.cfg = cfg
+        self.cfg, self.reuse_port = cfg, reuse_port
         self.store = open_store(cfg.clips, cfg.db)
         self.repo = Repository(make_engine(cfg.db), distress_labels=cfg.verify.distress_labels,
                                sample_rate=cfg.verify.sample_rate, stale_after_s=cfg.ingest.stale_after_s,
@@ -197,3 +203,77 @@ class ServerThread:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def tune_gc() -> None:
+    """Ingest allocates many short-lived objects per record while thousands of streams keep long-lived ones:
+    with the default generation-0 threshold (700) the collector rescans them constantly (a quarter of the event
+    loop's time at 1000 devices). Freeze what startup built and collect young objects less often."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
+def _child(cfg_data: dict, ready) -> None:
+    tune_gc()
+    app = CloudApp(CloudConfig.model_validate(cfg_data), migrate=False, reuse_port=True)
+    asyncio.run(app.run(on_started=ready.put))
+
+
+def serve_forever(cfg: CloudConfig, *, migrate: bool = True, procs: int = 1,
+                  on_started: Optional[Callable[[int], None]] = None) -> None:
+    """Run until SIGTERM/SIGINT. With procs > 1, that many processes share the port (SO_REUSEPORT; the kernel
+    spreads connections over them): replicas on one host, each with its own event loop and committers."""
+    if procs <= 1:
+        tune_gc()
+        asyncio.run(CloudApp(cfg, migrate=migrate).run(on_started))
+        return
+    if migrate:
+        repo = Repository(make_engine(cfg.db))
+        try:
+            repo.upgrade()
+        finally:
+            repo.close()
+    host, port = cfg.listen.rsplit(":", 1)
+    placeholder = None
+    if int(port) == 0:  # pick the port here, so that every process binds the same one
+        family, kind, proto, _, addr = socket.getaddrinfo(host.strip("[]") or None, 0, type=socket.SOCK_STREAM)[0]
+        placeholder = socket.socket(family, kind, proto)
+        placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        placeholder.bind(addr)
+        port = str(placeholder.getsockname()[1])
+    child_cfg = cfg.model_copy(update={"listen": f"{host}:{port}"}).model_dump()
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Queue()
+    children = [ctx.Process(target=_child, args=(child_cfg, ready), name=f"cloud_svc-{i}") for i in range(procs)]
+    stopping = threading.Event()
+
+    def forward(signum, _frame):
+        stopping.set()
+        for c in children:
+            if c.is_alive():
+                os.kill(c.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for c in children:
+        c.start()
+    try:
+        for _ in children:
+            while True:
+                try:
+                    ready.get(timeout=1.0)
+                    break
+                except queue.Empty:
+                    if stopping.is_set() or any(c.exitcode not in (None, 0) for c in children):
+                        raise ConfigError("a serving process failed to start; see its log above")
+        if placeholder is not None:
+            placeholder.close()
+        log.info("%d processes serving port %s", procs, port)
+        if on_started is not None:
+            on_started(int(port))
+        for c in children:
+            c.join()
+    finally:
+        forward(signal.SIGTERM, None)
+        for c in children:
+            c.join(30)

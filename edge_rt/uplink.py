@@ -168,6 +168,9 @@ class Uplink:
                 self.last_error = str(exc)
                 log.error("%s", exc)
                 return
+            except Exception as exc:  # noqa: BLE001 - e.g. the outbox could not be read: try again later
+                log.exception("uplink session failed")
+                self.last_error = f"{type(exc).__name__}: {exc}"
             finally:
                 self.connected = False
             if self._stop.is_set():

@@ -25,7 +25,7 @@ SCORE_SLACK = 1e-3  # float32 rounding of probabilities
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _text(v: str, field: str, max_len: int = MAX_TEXT, required: bool = True) -> str:
+def text(v: str, field: str, max_len: int = MAX_TEXT, required: bool = True) -> str:
     if required and not v:
         raise InvalidMessage(field, "is required")
     if len(v) > max_len:
@@ -58,7 +58,7 @@ def _classes(items, field: str) -> list[tuple[str, float]]:
     if not (math.isfinite(sum(scores)) and min(scores) >= 0.0 and max(scores) <= 1.0 + SCORE_SLACK) \
             or min(map(len, names)) == 0 or max(map(len, names)) > MAX_TEXT or CONTROL_RE.search("".join(names)):
         for i, (n, sc) in enumerate(zip(names, scores)):
-            _text(n, f"{field}[{i}].name")
+            text(n, f"{field}[{i}].name")
             _score(sc, f"{field}[{i}].score")
     if max(scores) > 1.0:
         scores = [min(sc, 1.0) for sc in scores]
@@ -104,9 +104,9 @@ def event_in(e: ingest_pb2.Event, field: str, *, ended: bool, max_inline: int, m
             raise InvalidMessage(f"{field}.clip", "clips come with event_end")
         clip = clip_in(e.clip, f"{field}.clip", max_inline, max_clip)
     return EventIn(e.event_id, e.label, start, end, _score(e.score, f"{field}.score"), classes, lat, lon,
-                   _text(e.backend, f"{field}.backend", 64, required=False), e.model_sha256,
+                   text(e.backend, f"{field}.backend", 64, required=False), e.model_sha256,
                    float(e.inference_ms) if e.inference_ms else None, bytes(e.embedding_f16) or None, clip,
-                   _text(e.clip_dropped, f"{field}.clip_dropped", required=False) or None)
+                   text(e.clip_dropped, f"{field}.clip_dropped", required=False) or None)
 
 
 def clip_in(c: common_pb2.Clip, field: str, max_inline: int, max_clip: int) -> ClipIn:
@@ -137,7 +137,7 @@ def clip_in(c: common_pb2.Clip, field: str, max_inline: int, max_clip: int) -> C
 
 
 def alert_in(a: ingest_pb2.DeviceAlert, field: str) -> AlertIn:
-    rule = _text(a.rule, f"{field}.rule", 64)
+    rule = text(a.rule, f"{field}.rule", 64)
     if not a.labels or len(a.labels) > MAX_CLASSES:
         raise InvalidMessage(f"{field}.labels", f"needs 1-{MAX_CLASSES} labels")
     for i, lab in enumerate(a.labels):
@@ -196,11 +196,11 @@ def heartbeat_in(device_id: str, h: ingest_pb2.Heartbeat) -> HeartbeatIn:
         raise InvalidMessage("heartbeat.figures", f"at most {MAX_FIGURES} figures and {MAX_FIGURES} info entries")
     figures = {}
     for k, v in h.figures.items():
-        _text(k, "heartbeat.figures")
+        text(k, "heartbeat.figures")
         if not math.isfinite(v):
             raise InvalidMessage(f"heartbeat.figures[{k}]", "must be finite")
         figures[k] = float(v)
-    info = {_text(k, "heartbeat.info"): _text(v, f"heartbeat.info[{k}]", 512, required=False)
+    info = {text(k, "heartbeat.info"): text(v, f"heartbeat.info[{k}]", 512, required=False)
             for k, v in h.info.items()}
     return HeartbeatIn(device_id, _ns(h.sent_ns, "heartbeat.sent_ns"), int(h.outbox_depth), int(h.outbox_dropped),
                        figures, info)

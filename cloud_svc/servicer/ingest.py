@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Optional
 
 import grpc
 from edgert.v1 import ingest_pb2
@@ -12,7 +11,7 @@ from cloud_svc import errors
 from cloud_svc.auth import TokenAuth, bearer_token
 from cloud_svc.clipstore import ClipStore, Upload
 from cloud_svc.config import CloudConfig
-from cloud_svc.errors import CloudError, Draining, InvalidMessage, PermissionDenied, Unauthenticated
+from cloud_svc.errors import CloudError, Draining, InvalidMessage, PermissionDenied
 from cloud_svc.ingest import Committer
 from cloud_svc.repository import Repository
 from cloud_svc.servicer import convert
@@ -57,7 +56,6 @@ class _Stream:
         self.out: asyncio.Queue = asyncio.Queue()  # responses, commit futures (-> acks), _END or _Abort, in order
         self.owed = 0                              # commits whose acks have not left yet
         self.slots = asyncio.Semaphore(MAX_INFLIGHT_BATCHES)
-        self.hello = False
 
     def close(self) -> None:
         for up in self.uploads.values():
@@ -183,22 +181,18 @@ class IngestServicer:
             h = msg.hello
             if h.device_id != s.device_id:
                 raise PermissionDenied(f"this token belongs to {s.device_id!r}, not {h.device_id!r}")
-            agent = convert._text(h.agent, "hello.agent", required=False)
+            agent = convert.text(h.agent, "hello.agent", required=False)
             mark = await asyncio.to_thread(self.repo.hello, s.device_id, agent)
-            s.hello = True
             s.out.put_nowait(convert.ack(s.device_id, mark))
             s.out.put_nowait(convert.config_push(self.cfg.edge_thresholds, self.cfg.verify.sample_rate))
         else:
             raise InvalidMessage("msg", "one of hello, batch, heartbeat, clip_chunk is required")
 
     async def _recheck(self, s: _Stream) -> None:
-        """A token revoked while its stream is open is noticed within the auth cache's lifetime."""
-        if self.auth.cached(s.token) == s.device_id:
-            return
-        try:
+        """A token revoked while its stream is open is noticed within the auth cache's lifetime (Unauthenticated
+        then ends the stream)."""
+        if self.auth.cached(s.token) != s.device_id:
             await asyncio.to_thread(self.auth.authenticate, s.token)
-        except Unauthenticated as exc:
-            raise _Revoked(exc) from None
 
     async def _chunk(self, s: _Stream, c: ingest_pb2.ClipChunk) -> None:
         ic = self.cfg.ingest
@@ -221,7 +215,3 @@ class IngestServicer:
             raise
         if done:
             del s.uploads[c.sha256]
-
-
-class _Revoked(Unauthenticated):
-    pass
