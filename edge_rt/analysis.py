@@ -23,6 +23,13 @@ def dbfs(audio: np.ndarray) -> float:
     return max(DBFS_FLOOR, 20.0 * np.log10(rms)) if rms > 0 else DBFS_FLOOR
 
 
+def window_levels(waveform: np.ndarray, n: int) -> list[float]:
+    """dBFS of each of the first n windows of float32[samples] (window i at i*hop; short audio counts as zeros)."""
+    padded = np.zeros(max(waveform.size, (n - 1) * HOP_SAMPLES + WINDOW_SAMPLES), np.float32)
+    padded[:waveform.size] = waveform
+    return [dbfs(padded[i * HOP_SAMPLES:i * HOP_SAMPLES + WINDOW_SAMPLES]) for i in range(n)]
+
+
 def windows(patches: np.ndarray, scores: np.ndarray, embeddings: np.ndarray, levels: list[float],
             first_index: int, head: Optional[Head]) -> list[Window]:
     """Wrap a batch: patches float32[N,96,64], scores [N,521], embeddings [N,1024], levels N dBFS values."""
@@ -36,5 +43,4 @@ def infer_windows(backend: Backend, patches: np.ndarray, waveform: np.ndarray, h
                   first_index: int = 0) -> list[Window]:
     """Run the model over float32[N,96,64] patches cut from float32[samples] `waveform` (window i at i*hop)."""
     scores, emb = backend.infer(patches)
-    levels = [dbfs(waveform[i * HOP_SAMPLES:i * HOP_SAMPLES + WINDOW_SAMPLES]) for i in range(len(patches))]
-    return windows(patches, scores, emb, levels, first_index, head)
+    return windows(patches, scores, emb, window_levels(waveform, len(patches)), first_index, head)

@@ -30,10 +30,7 @@ def classify_waveform(wave: np.ndarray, cfg: EdgeConfig, backend: Backend, names
     """float32[samples] at 16 kHz -> the contract's dict (without "file")."""
     lm = frontend.log_mel(wave, pad=True)
     pts = frontend.patches(lm)
-    padded = np.zeros(max(wave.size, (len(pts) - 1) * (PARAMS.patch_hop_frames * PARAMS.hop_length_samples)
-                          + int(PARAMS.patch_window_seconds * PARAMS.sample_rate)), np.float32)
-    padded[:wave.size] = wave
-    wins = infer_windows(backend, pts, padded, head)
+    wins = infer_windows(backend, pts, wave, head)
     det = Detector(cfg.detector, cfg.rules, names)
     events, alerts = [], []
     for w in wins:

@@ -389,5 +389,5 @@ def build(out_dir: Path | None = None, force: bool = False, update_lock: bool = 
     console.print(parity.table(man["parity"]))
     if failures:
         raise ModelIntegrityError("parity check failed: " + "; ".join(failures))
-    console.print(f"[green]built {len(paths.ARTIFACTS)} artifacts in {time.monotonic() - t0:.0f} s[/] → {out_dir}")
+    console.print(f"[green]built {len(man['artifacts'])} artifacts in {time.monotonic() - t0:.0f} s[/] → {out_dir}")
     return man

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_rt.analysis import HOP_SAMPLES, WINDOW_SAMPLES, dbfs
+from edge_rt.analysis import window_levels
 from edge_rt.errors import ModelMissingError
 from edge_rt.models import golden, paths
 
@@ -101,10 +101,8 @@ def load_pack(data_dir: Path | None = None, progress: bool = True) -> PackPatche
             rms = float(np.sqrt(np.mean(loud.astype(np.float64) ** 2))) / 10 ** (snr / 20)
             wave = np.clip(wave + PinkNoise(int(rng.integers(2**31)), rms).next(wave.size), -1, 1).astype(np.float32)
         p = fallback.patches(fallback.log_mel(wave, pad=True))
-        padded = np.zeros(max(wave.size, (len(p) - 1) * HOP_SAMPLES + WINDOW_SAMPLES), np.float32)
-        padded[:clean.size] = clean
         pts.append(p)
-        lev += [dbfs(padded[j * HOP_SAMPLES:j * HOP_SAMPLES + WINDOW_SAMPLES]) for j in range(len(p))]
+        lev += window_levels(clean, len(p))
         lab += [label] * len(p)
         clip += [i] * len(p)
         group += [g] * len(p)
