@@ -42,6 +42,6 @@ setup(
     package_data={"edge_rt": ["*.yaml", "config/*.yaml"]},
     ext_modules=extensions(),
     python_requires=">=3.10",
-    extras_require={"gpu": ["pycuda==2026.1"]},
+    extras_require={"gpu": ["cupy-cuda12x==14.2.0"], "gpu-cuda13": ["cupy-cuda13x==14.2.0"]},
     zip_safe=False,
 )

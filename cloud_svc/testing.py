@@ -154,9 +154,9 @@ def add_device(db_url: str, device_id: str) -> str:
 
 def edge_run(source: str, spool: Path, *, cloud: str | None = None, device_id: str = "edge-dev",
              token: str | None = None, lat: float | None = None, lon: float | None = None, fast: bool = True,
-             env: dict | None = None, timeout: float = 300, wait: bool = True):
+             env: dict | None = None, timeout: float = 300, wait: bool = True, extra: tuple[str, ...] = ()):
     cmd = [sys.executable, "-m", "edge_rt", "-v", "run", "--source", source, "--spool", str(spool),
-           "--device-id", device_id, "--backend", "onnxruntime"]
+           "--device-id", device_id, "--backend", "onnxruntime", *extra]
     cmd += ["--fast"] if fast else ["--realtime"]
     if cloud:
         cmd += ["--cloud", cloud, "--token", token or ""]

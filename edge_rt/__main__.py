@@ -46,7 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="file:P | dir:P | mic:[DEV] | gst:PIPELINE | rtsp://... | synth:SCENARIO")
     r.add_argument("--cloud", metavar="HOST:PORT", help="stream events to this cloud_svc")
     r.add_argument("--device-id", help="this device's id (default from config)")
-    r.add_argument("--token", help="device token from `python -m cloud_svc devices add`")
+    r.add_argument("--token", help="device token from `python -m cloud_svc devices add` (default $EDGE_RT_TOKEN)")
+    r.add_argument("--tls", action="store_true", help="TLS to the cloud with the system's root certificates")
+    r.add_argument("--tls-ca", metavar="PEM", help="CA of the cloud's certificate; enables TLS "
+                   "(default $EDGE_RT_CLOUD_CA)")
+    r.add_argument("--tls-cert", metavar="PEM", help="this device's client certificate, for mTLS "
+                   "(default $EDGE_RT_CLOUD_CERT)")
+    r.add_argument("--tls-key", metavar="PEM", help="this device's client key, for mTLS (default $EDGE_RT_CLOUD_KEY)")
     r.add_argument("--spool", metavar="DIR", help="folder of the durable outbox (default ./spool)")
     r.add_argument("--lat", type=float)
     r.add_argument("--lon", type=float)
@@ -106,13 +112,15 @@ def cmd_run(args) -> int:
     if args.cloud:
         from edge_rt.uplink import Uplink, UplinkOptions
 
-        # TLS files come from the environment: EDGE_RT_CLOUD_CA (server CA), EDGE_RT_CLOUD_CERT/KEY (mTLS).
+        # Flags win; the environment (EDGE_RT_CLOUD_CA, EDGE_RT_CLOUD_CERT, EDGE_RT_CLOUD_KEY) fills the gaps,
+        # so a service unit can keep key paths out of its command line.
         env = os.environ
         uplink = Uplink(outbox, args.cloud, cfg.device_id, args.token or env.get("EDGE_RT_TOKEN", ""),
                         heartbeat=lambda: pipe.heartbeat(),
-                        options=UplinkOptions(heartbeat_s=cfg.runtime.heartbeat_s, tls_ca=env.get("EDGE_RT_CLOUD_CA"),
-                                              tls_cert=env.get("EDGE_RT_CLOUD_CERT"),
-                                              tls_key=env.get("EDGE_RT_CLOUD_KEY")))
+                        options=UplinkOptions(heartbeat_s=cfg.runtime.heartbeat_s, tls=args.tls,
+                                              tls_ca=args.tls_ca or env.get("EDGE_RT_CLOUD_CA"),
+                                              tls_cert=args.tls_cert or env.get("EDGE_RT_CLOUD_CERT"),
+                                              tls_key=args.tls_key or env.get("EDGE_RT_CLOUD_KEY")))
     drained = (lambda: uplink.failed is not None or uplink.drained()) if uplink else None
     pipe = Pipeline(cfg, source, be, outbox, head=Head.load_optional(args.model_dir), drained=drained)
 

@@ -61,7 +61,7 @@ class Hardware:
             pass
         has_gpu = Path("/dev/nvidia0").exists() or Path("/dev/nvhost-gpu").exists() or bool(shutil.which("nvidia-smi"))
         spec = importlib.util.find_spec
-        return cls(model, mem, has_gpu, spec("tensorrt") is not None and spec("pycuda") is not None,
+        return cls(model, mem, has_gpu, spec("tensorrt") is not None and spec("cupy") is not None,
                    spec("onnxruntime") is not None, spec("ai_edge_litert") is not None)
 
 

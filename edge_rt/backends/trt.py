@@ -19,7 +19,7 @@ def engine_name(precision: str) -> str:
 
 
 def require_tensorrt():
-    """Import tensorrt and pycuda, or raise a clear error saying what is missing and how to get it."""
+    """Import tensorrt and CuPy, or raise a clear error saying what is missing and how to get it."""
     try:
         import tensorrt as trt
     except ImportError as exc:
@@ -27,15 +27,24 @@ def require_tensorrt():
             "TensorRT is not importable here: on a Jetson it ships with JetPack (python3-libnvinfer); "
             f"on an x86 GPU host `pip install tensorrt` ({exc})") from exc
     try:
-        import pycuda.driver as cuda
-        cuda.init()
-        if cuda.Device.count() == 0:
-            raise BackendUnavailableError("TensorRT needs a CUDA GPU and none is visible")
+        import cupy
     except ImportError as exc:
-        raise BackendUnavailableError(f"the TensorRT backend needs pycuda: pip install '.[gpu]' ({exc})") from exc
-    except cuda.Error as exc:  # no driver / no device
+        raise BackendUnavailableError(f"the TensorRT backend needs CuPy for GPU memory: pip install '.[gpu]' ({exc})"
+                                      ) from exc
+    try:
+        if cupy.cuda.runtime.getDeviceCount() == 0:
+            raise BackendUnavailableError("TensorRT needs a CUDA GPU and none is visible")
+    except cupy.cuda.runtime.CUDARuntimeError as exc:  # no driver / no device
         raise BackendUnavailableError(f"CUDA is not usable here: {exc}") from exc
-    return trt, cuda
+    return trt, cupy
+
+
+def gpu_name() -> str:
+    """The name of CUDA device 0, for the manifest."""
+    import cupy
+
+    name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)
 
 
 class TensorRtBackend(Backend):
@@ -48,11 +57,10 @@ class TensorRtBackend(Backend):
         require_tensorrt()
 
     def _load(self) -> None:
-        trt, cuda = require_tensorrt()
-        self._cuda = cuda
-        self._ctx = cuda.Device(0).retain_primary_context()
-        self._ctx.push()
-        try:
+        trt, cupy = require_tensorrt()
+        self._cupy = cupy
+        self._device = cupy.cuda.Device(0)
+        with self._device:
             self._logger = trt.Logger(trt.Logger.WARNING)
             runtime = trt.Runtime(self._logger)
             self._engine = runtime.deserialize_cuda_engine(self.model_path.read_bytes())
@@ -60,47 +68,44 @@ class TensorRtBackend(Backend):
                 raise ModelError(f"TensorRT could not deserialize {self.model_path}; it was built for another "
                                  "GPU or TensorRT version: rebuild with `python -m edge_rt.models trt`")
             self._context = self._engine.create_execution_context()
-            self._stream = cuda.Stream()
+            self._stream = cupy.cuda.Stream(non_blocking=True)
             names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
             missing = {paths.INPUT_NAME, *paths.OUTPUT_NAMES} - set(names)
             if missing:
                 raise ModelError(f"{self.model_path} lacks tensors {sorted(missing)}; it has {names}")
             self._max_batch = self._engine.get_tensor_profile_shape(paths.INPUT_NAME, 0)[2][0]
             self._alloc(self._max_batch)
-        finally:
-            self._ctx.pop()
 
     def _alloc(self, n: int) -> None:
-        cuda = self._cuda
-        self._host = {
-            paths.INPUT_NAME: cuda.pagelocked_empty((n, *PARAMS.patch_shape), np.float32),
-            paths.OUTPUT_NAMES[0]: cuda.pagelocked_empty((n, PARAMS.num_classes), np.float32),
-            paths.OUTPUT_NAMES[1]: cuda.pagelocked_empty((n, PARAMS.embedding_size), np.float32),
+        import cupyx
+
+        cupy = self._cupy
+        shapes = {
+            paths.INPUT_NAME: (n, *PARAMS.patch_shape),
+            paths.OUTPUT_NAMES[0]: (n, PARAMS.num_classes),
+            paths.OUTPUT_NAMES[1]: (n, PARAMS.embedding_size),
         }
-        self._dev = {k: cuda.mem_alloc(v.nbytes) for k, v in self._host.items()}
+        self._host = {k: cupyx.empty_pinned(shape, np.float32) for k, shape in shapes.items()}  # page-locked
+        self._dev = {k: cupy.empty(shape, np.float32) for k, shape in shapes.items()}
         for k, buf in self._dev.items():
-            self._context.set_tensor_address(k, int(buf))
+            self._context.set_tensor_address(k, buf.data.ptr)
 
     def _infer(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         outs_s, outs_e = [], []
-        self._ctx.push()
-        try:
+        with self._device:
             for start in range(0, patches.shape[0], self._max_batch):
                 chunk = patches[start:start + self._max_batch]
                 n = chunk.shape[0]
                 self._host[paths.INPUT_NAME][:n] = chunk
                 self._context.set_input_shape(paths.INPUT_NAME, (n, *PARAMS.patch_shape))
-                self._cuda.memcpy_htod_async(self._dev[paths.INPUT_NAME], self._host[paths.INPUT_NAME][:n],
-                                             self._stream)
-                if not self._context.execute_async_v3(self._stream.handle):
+                self._dev[paths.INPUT_NAME][:n].set(self._host[paths.INPUT_NAME][:n], stream=self._stream)
+                if not self._context.execute_async_v3(self._stream.ptr):
                     raise ModelError("TensorRT execution failed")
                 for name in paths.OUTPUT_NAMES:
-                    self._cuda.memcpy_dtoh_async(self._host[name][:n], self._dev[name], self._stream)
+                    self._dev[name][:n].get(stream=self._stream, out=self._host[name][:n])
                 self._stream.synchronize()
                 outs_s.append(self._host[paths.OUTPUT_NAMES[0]][:n].copy())
                 outs_e.append(self._host[paths.OUTPUT_NAMES[1]][:n].copy())
-        finally:
-            self._ctx.pop()
         return np.concatenate(outs_s), np.concatenate(outs_e)
 
 

@@ -5,7 +5,7 @@
     StreamingFrontend(*, sample_rate=16000).push(chunk) -> float32[k, 96, 64]
 
 `IMPLEMENTATION` is "cython" (the compiled `_cfrontend`, the default), "numpy" (the `fallback` twin, forced by
-EDGE_RT_PUREPYTHON=1) or "cuda" (the `_cuda` twin, only when EDGE_RT_FRONTEND=cuda asks for it and pycuda and
+EDGE_RT_PUREPYTHON=1) or "cuda" (the `_cuda` twin, only when EDGE_RT_FRONTEND=cuda asks for it and CuPy and
 a CUDA device are present; otherwise the reason is logged and the compiled module is used). The choice is made
 once, at import.
 

@@ -1,9 +1,10 @@
-"""The CUDA twin of the front end: cext/frontend.cu compiled with pycuda, the same names and results as the others.
+"""The CUDA twin of the front end: cext/frontend.cu compiled at run time with CuPy (NVRTC), same API and bits.
 
-Importing this module fails with FrontendUnavailableError when pycuda (`pip install .[gpu]`), a CUDA device or
-the kernel source is missing; edge_rt.frontend then keeps the compiled CPU module. The kernel performs the CPU's
-float32 operations in the CPU's order with contraction, flush-to-zero and approximate division/sqrt disabled,
-so it reproduces the numpy and Cython twins bit for bit (log-mel within 1e-4 of TF's, like them).
+Importing this module fails with FrontendUnavailableError when CuPy (`pip install '.[gpu]'`), a CUDA device or
+the kernel source is missing; edge_rt.frontend then keeps the compiled CPU module. NVRTC is a library, so no
+nvcc is needed on the device. The kernel performs the CPU's float32 operations in the CPU's order with
+contraction, flush-to-zero and approximate division/sqrt disabled, so it reproduces the numpy and Cython twins
+bit for bit (log-mel within 1e-4 of TF's, like them).
 """
 from __future__ import annotations
 
@@ -21,37 +22,47 @@ from edge_rt.params import PARAMS
 __all__ = ["log_mel", "patches", "StreamingFrontend"]
 
 try:
-    import pycuda.driver as cuda
-    from pycuda.compiler import SourceModule
+    import cupy
 except ImportError as exc:
-    raise FrontendUnavailableError(f"pycuda is not installed ({exc}); install the extra: pip install .[gpu]") from exc
+    raise FrontendUnavailableError(f"CuPy is not installed ({exc}); install the extra: pip install '.[gpu]'") from exc
 
 SOURCE = Path(__file__).resolve().parents[2] / "cext" / "frontend.cu"
 # IEEE float32 everywhere: no fused multiply-add, exact division and sqrt, denormals kept, as on the CPU.
-NVCC_OPTIONS = ["--fmad=false", "-prec-div=true", "-prec-sqrt=true", "-ftz=false", f"-DYK_NFFT={NFFT}"]
+NVRTC_OPTIONS = ("--fmad=false", "--prec-div=true", "--prec-sqrt=true", "--ftz=false", f"-DYK_NFFT={NFFT}")
 THREADS_PER_BLOCK = 128  # one block per frame; 128 threads cover the widest FFT pass in a few sweeps
 
 
+def _cuda_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions CuPy raises for a missing driver or device, a failed compile or a failed launch."""
+    errors: list[type[BaseException]] = [RuntimeError]
+    for owner, name in ((cupy.cuda.runtime, "CUDARuntimeError"), (cupy.cuda.driver, "CUDADriverError"),
+                        (getattr(cupy.cuda, "compiler", None), "CompileException")):
+        err = getattr(owner, name, None)
+        if isinstance(err, type) and issubclass(err, BaseException):
+            errors.append(err)
+    return tuple(errors)
+
+
 class _Gpu:
-    """The device, its primary context, the compiled kernel and the constant tables, set up once."""
+    """Device 0, the compiled kernel and the constant tables, set up once."""
 
     def __init__(self):
         if not SOURCE.is_file():
             raise FrontendUnavailableError(f"{SOURCE} is missing; the CUDA front end runs from a source checkout")
+        errors = _cuda_errors()
         try:
-            cuda.init()
-            if cuda.Device.count() == 0:
+            if cupy.cuda.runtime.getDeviceCount() == 0:
                 raise FrontendUnavailableError("no CUDA device is present")
-            self.context = cuda.Device(0).retain_primary_context()
-        except cuda.Error as exc:
+        except errors as exc:
             raise FrontendUnavailableError(f"CUDA is not usable here: {exc}") from exc
-        self.lock = threading.Lock()  # one launch at a time keeps the context push/pop simple
-        with self:
+        self.device = cupy.cuda.Device(0)
+        self.lock = threading.Lock()  # one launch at a time: the tables and the device are shared by all streams
+        with self.device:
             try:
-                module = SourceModule(SOURCE.read_text(), options=NVCC_OPTIONS, no_extern_c=True)
-            except (cuda.Error, cuda.CompileError, OSError) as exc:  # no nvcc, or a device it cannot target
+                module = cupy.RawModule(code=SOURCE.read_text(), options=NVRTC_OPTIONS)
+                self.kernel = module.get_function("yk_log_mel")
+            except errors as exc:  # NVRTC missing, or a device it cannot target
                 raise FrontendUnavailableError(f"could not compile {SOURCE.name}: {exc}") from exc
-            self.kernel = module.get_function("yk_log_mel")
             passes = rfft_passes(NFFT)
             offsets = np.cumsum([0] + [p.twiddles.size for p in passes])[:-1]
             bands = mel_bands()
@@ -67,38 +78,25 @@ class _Gpu:
                 "band_off": np.asarray(bands.offset, np.int32),
                 "band_w": np.asarray(bands.weights, np.float32),
             }
-            self.tables = {name: cuda.to_device(np.ascontiguousarray(a)) for name, a in tables.items()}
+            self.tables = {name: cupy.asarray(np.ascontiguousarray(a)) for name, a in tables.items()}
             self.npasses = len(passes)
             self.first_bin, self.end_bin = bands.first_bin, bands.end_bin
-
-    def __enter__(self):
-        self.lock.acquire()
-        self.context.push()
-        return self
-
-    def __exit__(self, *exc):
-        cuda.Context.pop()
-        self.lock.release()
 
     def frames(self, x: np.ndarray) -> np.ndarray:
         """Log-mel rows of every whole frame of float32[samples]: float32[frames, 64]."""
         n = num_frames(x.size)
-        out = np.empty((n, NBANDS), np.float32)
         if n == 0:
-            return out
+            return np.empty((0, NBANDS), np.float32)
         t = self.tables
-        with self:
-            x_gpu = cuda.to_device(x[:(n - 1) * HOP + WINDOW])
-            out_gpu = cuda.mem_alloc(out.nbytes)
-            self.kernel(x_gpu, np.int64(n), np.int32(WINDOW), np.int32(HOP), t["window"], np.int32(self.npasses),
-                        t["radix"], t["l1"], t["ido"], t["wa_off"], t["twiddles"], np.int32(self.first_bin),
-                        np.int32(self.end_bin), np.int32(NBANDS), t["band_start"], t["band_len"], t["band_off"],
-                        t["band_w"], np.float32(PARAMS.log_offset), out_gpu,
-                        block=(THREADS_PER_BLOCK, 1, 1), grid=(n, 1, 1))
-            cuda.memcpy_dtoh(out, out_gpu)
-            x_gpu.free()
-            out_gpu.free()
-        return out
+        with self.lock, self.device:
+            x_gpu = cupy.asarray(np.ascontiguousarray(x[:(n - 1) * HOP + WINDOW]))
+            out_gpu = cupy.empty((n, NBANDS), np.float32)
+            self.kernel((n,), (THREADS_PER_BLOCK,),
+                        (x_gpu, np.int64(n), np.int32(WINDOW), np.int32(HOP), t["window"], np.int32(self.npasses),
+                         t["radix"], t["l1"], t["ido"], t["wa_off"], t["twiddles"], np.int32(self.first_bin),
+                         np.int32(self.end_bin), np.int32(NBANDS), t["band_start"], t["band_len"], t["band_off"],
+                         t["band_w"], np.float32(PARAMS.log_offset), out_gpu))
+            return cupy.asnumpy(out_gpu)
 
 
 _GPU = _Gpu()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_rt.backends.trt import engine_name, require_tensorrt
+from edge_rt.backends.trt import engine_name, gpu_name, require_tensorrt
 from edge_rt.errors import ModelError
 from edge_rt.models import golden, manifest, paths
 from edge_rt.params import PARAMS
@@ -112,10 +112,8 @@ def build_engine(model_dir=None, precision: str = "fp16", max_batch: int = 32) -
     log.info("wrote %s (%.1f MB) in %.0f s", out, out.stat().st_size / 1e6, time.monotonic() - t0)
 
     man = manifest.load(model_dir)
-    import pycuda.driver as cuda
-
     man["artifacts"][out.name] = {"sha256": manifest.sha256_file(out), "bytes": out.stat().st_size,
-                                  "tensorrt": trt.__version__, "gpu": cuda.Device(0).name(), "max_batch": max_batch}
+                                  "tensorrt": trt.__version__, "gpu": gpu_name(), "max_batch": max_batch}
     man.setdefault("engine_parity", {})[out.name] = engine_parity(model_dir, precision)
     manifest.save(model_dir, man)
     return out

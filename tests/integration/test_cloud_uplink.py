@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from cloud_svc import config
 from cloud_svc.client import QueryClient
 from cloud_svc.server import ServerThread
-from cloud_svc.testing import event_body
+from cloud_svc.testing import edge_run, event_body
 from edge_rt.outbox import Outbox
 from edge_rt.uplink import Uplink, UplinkError, UplinkOptions, backoff_delay
 
@@ -205,3 +205,27 @@ def test_the_uplink_speaks_tls_and_mtls(tmp_path, pki, mutual):
             assert not anon.drained()
             anon.stop()
         assert srv.app.repo.count_events("lamp-1") == 1
+
+
+def test_edge_run_takes_mtls_from_its_flags(tmp_path, pki):
+    cfg = config.load(None, {"db": f"sqlite:///{tmp_path / 'cloud.db'}", "listen": "127.0.0.1:0",
+                             "clips": str(tmp_path / "clips"), "fleet.enabled": False,
+                             "tls.cert": str(pki / "server.pem"), "tls.key": str(pki / "server.key"),
+                             "tls.client_ca": str(pki / "ca.pem")})
+    flags = ("--tls-ca", str(pki / "ca.pem"), "--tls-cert", str(pki / "client.pem"), "--tls-key", str(pki / "client.key"))
+    with ServerThread(cfg) as srv:
+        token = srv.app.repo.add_device("lamp-tls")
+        r = edge_run("synth:distress", tmp_path / "spool", cloud=f"127.0.0.1:{srv.port}", device_id="lamp-tls",
+                     token=token, extra=flags)
+        assert r.returncode == 0, r.stderr[-3000:]
+        ob = Outbox(tmp_path / "spool" / "outbox.db")
+        st = ob.stats()
+        ob.close()
+        assert st["depth"] == 0 and st["next_seq"] > 1  # everything recorded was acked over mTLS
+        assert srv.app.repo.count_events("lamp-tls") >= 2
+
+        # A client certificate without its key is refused up front, by name, with no traceback.
+        r = edge_run("synth:quiet", tmp_path / "spool2", cloud=f"127.0.0.1:{srv.port}", device_id="lamp-tls",
+                     token=token, extra=flags[:4])
+        assert r.returncode == 2 and "tls_cert and tls_key go together" in r.stderr
+        assert "Traceback" not in r.stderr

@@ -28,7 +28,7 @@ REASON = _trt_usable()
 def test_trt_command_without_tensorrt_fails_with_a_clear_message():
     proc = subprocess.run([sys.executable, "-m", "edge_rt.models", "trt", "--fp16"], capture_output=True, text=True)
     assert proc.returncode == 2
-    assert "TensorRT" in proc.stderr or "CUDA" in proc.stderr or "pycuda" in proc.stderr
+    assert "TensorRT" in proc.stderr or "CUDA" in proc.stderr or "CuPy" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

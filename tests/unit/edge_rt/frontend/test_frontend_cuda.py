@@ -1,4 +1,4 @@
-"""The CUDA twin: the same API and bits as the CPU twins. GPU tests skip, with the reason, without pycuda/CUDA.
+"""The CUDA twin: the same API and bits as the CPU twins. GPU tests skip, with the reason, without CuPy/CUDA.
 
 The kernel's arithmetic is also checked on the CPU by compiling cext/frontend.cu as C++ (one thread per block),
 so a broken kernel is caught even on machines without a GPU.
@@ -120,69 +120,52 @@ class _FakeDeviceArray:
     def __init__(self, buf: np.ndarray):
         self.buf = buf
 
-    def free(self):
-        self.buf = None
 
-
-def _fake_pycuda(lib):
-    """A pycuda look-alike whose kernel is the host build of cext/frontend.cu, to test _cuda.py's glue code."""
+def _fake_cupy(lib):
+    """A CuPy look-alike whose kernel is the host build of cext/frontend.cu, to test _cuda.py's glue code."""
+    import contextlib
     import types
 
-    driver = types.ModuleType("pycuda.driver")
-    compiler = types.ModuleType("pycuda.compiler")
-    pkg = types.ModuleType("pycuda")
-    driver.Error = type("Error", (RuntimeError,), {})
-    driver.CompileError = type("CompileError", (driver.Error,), {})
-    driver.init = lambda: None
-
-    class Device:
-        count = staticmethod(lambda: 1)
-
-        def __init__(self, index):
-            pass
-
-        def retain_primary_context(self):
-            return types.SimpleNamespace(push=lambda: None)
-
-    driver.Device = Device
-    driver.Context = types.SimpleNamespace(pop=lambda: None)
-    driver.to_device = lambda a: _FakeDeviceArray(np.array(a, copy=True))
-    driver.mem_alloc = lambda nbytes: _FakeDeviceArray(np.zeros(nbytes, np.uint8))
-
-    def memcpy_dtoh(dst, src):
-        dst[...] = src.buf.view(dst.dtype).reshape(dst.shape)
-
-    driver.memcpy_dtoh = memcpy_dtoh
+    pkg = types.ModuleType("cupy")
+    runtime = types.SimpleNamespace(CUDARuntimeError=type("CUDARuntimeError", (RuntimeError,), {}),
+                                    getDeviceCount=lambda: 1)
+    driver = types.SimpleNamespace(CUDADriverError=type("CUDADriverError", (RuntimeError,), {}))
+    compiler = types.SimpleNamespace(CompileException=type("CompileException", (Exception,), {}))
+    pkg.cuda = types.SimpleNamespace(runtime=runtime, driver=driver, compiler=compiler,
+                                     Device=lambda index: contextlib.nullcontext())
+    pkg.asarray = lambda a: _FakeDeviceArray(np.array(a, copy=True))
+    pkg.empty = lambda shape, dtype: _FakeDeviceArray(np.zeros(shape, dtype))
+    pkg.asnumpy = lambda a: a.buf.copy()
     ctype = {np.dtype(np.int32): ctypes.c_int, np.dtype(np.int64): ctypes.c_longlong,
              np.dtype(np.float32): ctypes.c_float}
 
-    def launch(*args, block, grid):
+    def launch(grid, block, args):
         assert block[0] > 0 and grid[0] > 0
+        for a in args:  # device pointers must be C-contiguous buffers of the kernel's element types
+            assert not isinstance(a, np.ndarray), "a host array was passed to the kernel"
         cargs = [a.buf.ctypes.data_as(ctypes.c_void_p) if isinstance(a, _FakeDeviceArray) else ctype[a.dtype](a)
                  for a in args]
         assert len(cargs) == 20, "yk_log_mel takes 20 arguments"
         lib.yk_host_log_mel(*cargs)
 
-    class SourceModule:
-        def __init__(self, source, options, no_extern_c):
-            assert "__global__ void yk_log_mel" in source and no_extern_c
-            assert "--fmad=false" in options
+    class RawModule:
+        def __init__(self, code, options):
+            assert "__global__ void yk_log_mel" in code
+            assert "--fmad=false" in options and "--ftz=false" in options
 
         def get_function(self, name):
             assert name == "yk_log_mel"
             return launch
 
-    compiler.SourceModule = SourceModule
-    pkg.driver, pkg.compiler = driver, compiler
-    return {"pycuda": pkg, "pycuda.driver": driver, "pycuda.compiler": compiler}
+    pkg.RawModule = RawModule
+    return pkg
 
 
 def test_cuda_twin_glue_code_drives_the_kernel_correctly(host_kernel, numpy_twin, audio, monkeypatch):
     import importlib
     import sys
 
-    for name, module in _fake_pycuda(host_kernel).items():
-        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(host_kernel))
     monkeypatch.delitem(sys.modules, "edge_rt.frontend._cuda", raising=False)
     cuda_twin = importlib.import_module("edge_rt.frontend._cuda")
     try:
