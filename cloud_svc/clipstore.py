@@ -182,18 +182,30 @@ class S3ClipStore(ClipStore):
             raise ClipStoreError(f"cannot upload clip {sha} to s3://{self.bucket}: {exc}") from exc
         return sha
 
+    @staticmethod
+    def _not_found(exc: Exception) -> bool:
+        """True for S3's 'no such key' answers (404 / NoSuchKey), False for outages, refusals and the rest."""
+        err = getattr(exc, "response", None) or {}
+        code = str(err.get("Error", {}).get("Code", ""))
+        status = err.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return code in ("404", "NoSuchKey", "NotFound") or status == 404
+
     def exists(self, sha256: str) -> bool:
         try:
             self._client.head_object(Bucket=self.bucket, Key=self._key(sha256))
             return True
-        except Exception:  # noqa: BLE001 - 404 and friends
-            return False
+        except Exception as exc:  # noqa: BLE001 - botocore raises many types
+            if self._not_found(exc):
+                return False
+            raise ClipStoreError(f"cannot reach s3://{self.bucket} to look for clip {sha256}: {exc}") from exc
 
     def get(self, sha256: str) -> bytes:
         try:
             return self._client.get_object(Bucket=self.bucket, Key=self._key(sha256))["Body"].read()
         except Exception as exc:  # noqa: BLE001
-            raise ClipMissing(f"clip {sha256} is not in s3://{self.bucket}/{self.prefix}: {exc}") from exc
+            if self._not_found(exc):
+                raise ClipMissing(f"clip {sha256} is not in s3://{self.bucket}/{self.prefix}") from exc
+            raise ClipStoreError(f"cannot read clip {sha256} from s3://{self.bucket}: {exc}") from exc
 
     def uri(self, sha256: str) -> str:
         return f"s3://{self.bucket}/{self._key(sha256)}"

@@ -41,7 +41,7 @@ class StorageUnavailable(CloudError):
 
 
 class ClipStoreError(CloudError):
-    """A clip cannot be written to or read from the clip store."""
+    """A clip cannot be written to or read from the clip store (disk or bucket unreachable); clients retry."""
 
 
 class ClipMissing(ClipStoreError):
@@ -70,7 +70,7 @@ STATUS: dict[type[CloudError], grpc.StatusCode] = {
     StorageUnavailable: grpc.StatusCode.UNAVAILABLE,
     Draining: grpc.StatusCode.UNAVAILABLE,
     ClipMissing: grpc.StatusCode.FAILED_PRECONDITION,
-    ClipStoreError: grpc.StatusCode.INTERNAL,
+    ClipStoreError: grpc.StatusCode.UNAVAILABLE,  # an outage of the store: the edge keeps the batch, retries
     VerifierUnavailable: grpc.StatusCode.FAILED_PRECONDITION,
     ConfigError: grpc.StatusCode.INTERNAL,
 }
