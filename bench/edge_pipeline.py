@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 BACKENDS = ["onnxruntime", "tflite", "tflite-fp16", "onnxruntime-int8", "tflite-int8"]
 SUMMARY = re.compile(r"([\d.]+) s of audio in ([\d.]+) s \(RTF (\d+)x\): (\d+) events.*?"
-                     r"(?:p50 ([\d.]+) ms p99 ([\d.]+) ms)?;")
+                     r"(?:p50 ([\d.]+) ms p99 ([\d.]+) ms)?(?:, peak RSS ([\d.]+) MB)?;")
 BUDGET_RTF, BUDGET_P99_MS, BUDGET_RSS_MB = 200.0, 30.0, 150.0
 
 
@@ -62,7 +62,9 @@ def run_once(backend: str, wav: Path, spool: Path) -> dict:
         raise RuntimeError(f"no summary from {backend}:\n{err[-2000:]}")
     audio, wall = float(m.group(1)), float(m.group(2))
     return {"rtf": audio / wall, "events": int(m.group(4)), "p50": float(m.group(5) or "nan"),
-            "p99": float(m.group(6) or "nan"), "rss_mb": usage.ru_maxrss / 1024.0}
+            "p99": float(m.group(6) or "nan"),
+            # The child's own VmHWM: wait4's ru_maxrss would count this (bigger) parent's pages from before exec.
+            "rss_mb": float(m.group(7)) if m.group(7) else usage.ru_maxrss / 1024.0}
 
 
 def main() -> int:

@@ -140,7 +140,11 @@ def cmd_run(args) -> int:
     st = outbox.stats()
     p50, p99 = s.latency_ms(50), s.latency_ms(99)
     lat = f", window->outbox p50 {p50:.1f} ms p99 {p99:.1f} ms" if p50 is not None else ""
-    print(f"{s.audio_s:.1f} s of audio in {s.wall_s:.1f} s (RTF {s.rtf:.0f}x): {s.events} events, {s.alerts} alerts"
+    from edge_rt.metrics import peak_rss_bytes
+
+    peak = peak_rss_bytes()
+    lat += f", peak RSS {peak / 2**20:.1f} MB" if peak else ""
+    print(f"{s.audio_s:.1f} s of audio in {s.wall_s:.3f} s (RTF {s.rtf:.0f}x): {s.events} events, {s.alerts} alerts"
           f"{lat}; outbox {cfg.outbox.path}: {st['depth']} waiting, {st['dropped']} dropped"
           f"{f'; {s.loop_errors} loop errors' if s.loop_errors else ''}", file=sys.stderr)
     outbox.close()

@@ -8,6 +8,21 @@ from typing import Optional
 import psutil
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+def peak_rss_bytes() -> Optional[int]:
+    """This process's peak resident memory since it started (VmHWM), or None where /proc is absent.
+
+    Unlike getrusage's ru_maxrss, VmHWM starts afresh at exec, so a parent's size never leaks into it.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
@@ -64,6 +79,7 @@ class Metrics:
             "outbox_depth": int(self.outbox_depth._value.get()),
             "outbox_dropped": int(self.outbox_dropped._value.get()),
             "rss_bytes": int(self.rss._value.get()),
+            "peak_rss_bytes": peak_rss_bytes(),
             "cpu_percent": round(self.cpu._value.get(), 1),
             "loop_errors": int(self.loop_errors._value.get()),
         }

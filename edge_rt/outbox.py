@@ -20,8 +20,15 @@ CREATE TABLE IF NOT EXISTS outbox (
     clip       BLOB,
     nbytes     INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS outbox_created ON outbox (created_ns);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('next_seq', 1), ('dropped', 0), ('acked', 0);
+"""
+# Running totals kept beside the rows, in the same transactions, so that bounds and stats cost O(1), not a scan of
+# a backlog that grows while the device is offline. An outbox from before they existed gets them counted once.
+TOTALS = """
+INSERT OR IGNORE INTO meta SELECT 'depth', COUNT(*) FROM outbox;
+INSERT OR IGNORE INTO meta SELECT 'bytes', COALESCE(SUM(nbytes), 0) FROM outbox;
 """
 
 
@@ -46,6 +53,7 @@ class Outbox:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit
             self._db.executescript(SCHEMA)
+            self._db.executescript(f"BEGIN IMMEDIATE; {TOTALS} COMMIT;")
         except (sqlite3.Error, OSError) as exc:
             raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
         self._lock = threading.Lock()
@@ -70,6 +78,8 @@ class Outbox:
                 cur.executemany("INSERT INTO outbox VALUES (?,?,?,?,?,?)",
                                 [(first + i, kind, now_ns, text, clip, n) for i, (kind, text, clip, n) in enumerate(rows)])
                 cur.execute("UPDATE meta SET value=value+? WHERE key='next_seq'", (len(rows),))
+                cur.execute("UPDATE meta SET value=value+? WHERE key='depth'", (len(rows),))
+                cur.execute("UPDATE meta SET value=value+? WHERE key='bytes'", (sum(r[3] for r in rows),))
                 self._enforce_bounds(cur, now_ns)
                 cur.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -77,15 +87,24 @@ class Outbox:
                 raise OutboxError(f"outbox write failed ({self.path}): {exc}") from exc
         return list(range(first, first + len(rows)))
 
+    @staticmethod
+    def _remove(cur: sqlite3.Cursor, where: str, args: tuple) -> int:
+        """Delete the rows matching `where` and keep the running totals right; return how many went."""
+        n, nbytes = cur.execute(f"SELECT COUNT(*), COALESCE(SUM(nbytes),0) FROM outbox WHERE {where}", args).fetchone()
+        if n:
+            cur.execute(f"DELETE FROM outbox WHERE {where}", args)
+            cur.execute("UPDATE meta SET value=value-? WHERE key='depth'", (n,))
+            cur.execute("UPDATE meta SET value=value-? WHERE key='bytes'", (nbytes,))
+        return n
+
     def _enforce_bounds(self, cur: sqlite3.Cursor, now_ns: int) -> None:
-        old = cur.execute("DELETE FROM outbox WHERE created_ns < ?", (now_ns - self.max_age_ns,)).rowcount
-        total = cur.execute("SELECT COALESCE(SUM(nbytes),0) FROM outbox").fetchone()[0]
-        dropped = old
+        dropped = self._remove(cur, "created_ns < ?", (now_ns - self.max_age_ns,))
+        total = cur.execute("SELECT value FROM meta WHERE key='bytes'").fetchone()[0]
         while total > self.max_bytes:
             row = cur.execute("SELECT seq, nbytes FROM outbox ORDER BY seq LIMIT 1").fetchone()
             if row is None:
                 break
-            cur.execute("DELETE FROM outbox WHERE seq=?", (row[0],))
+            self._remove(cur, "seq = ?", (row[0],))
             total -= row[1]
             dropped += 1
         if dropped:
@@ -102,16 +121,15 @@ class Outbox:
         with self._lock:
             cur = self._db.cursor()
             cur.execute("BEGIN IMMEDIATE")
-            n = cur.execute("DELETE FROM outbox WHERE seq <= ?", (upto_seq,)).rowcount
+            n = self._remove(cur, "seq <= ?", (upto_seq,))
             cur.execute("UPDATE meta SET value=MAX(value, ?) WHERE key='acked'", (upto_seq,))
             cur.execute("COMMIT")
         return n
 
     def stats(self) -> dict[str, int]:
         with self._lock:
-            depth, nbytes = self._db.execute("SELECT COUNT(*), COALESCE(SUM(nbytes),0) FROM outbox").fetchone()
             meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
-        return {"depth": depth, "bytes": nbytes, "dropped": meta["dropped"], "next_seq": meta["next_seq"],
+        return {"depth": meta["depth"], "bytes": meta["bytes"], "dropped": meta["dropped"], "next_seq": meta["next_seq"],
                 "acked": meta["acked"]}
 
     def close(self) -> None:

@@ -29,7 +29,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import scipy.signal
 
 from edge_rt.capture.base import CHUNK_SECONDS, Feed, GroundTruthEvent, Source
 from edge_rt.capture.files import read_clip
@@ -172,10 +171,13 @@ class PinkNoise:
     """Seeded pink noise at a set RMS, generated block by block with the filter state carried over."""
 
     def __init__(self, seed: int, rms: float):
+        from scipy.signal import lfilter  # imported here: scipy.signal costs 1 s and 30 MB, and only synth needs it
+
+        self._lfilter = lfilter
         self._rng = np.random.default_rng([seed, _NOISE_STREAM])
         impulse = np.zeros(1 << 15)
         impulse[0] = 1.0
-        unit_rms = float(np.sqrt(np.sum(scipy.signal.lfilter(PINK_B, PINK_A, impulse) ** 2)))
+        unit_rms = float(np.sqrt(np.sum(lfilter(PINK_B, PINK_A, impulse) ** 2)))
         self._gain = rms / unit_rms
         self._state = np.zeros(len(PINK_A) - 1)
         self.next(PINK_WARMUP_SAMPLES)
@@ -183,7 +185,7 @@ class PinkNoise:
     def next(self, n: int) -> np.ndarray:
         """The next float32[n] samples."""
         white = self._rng.standard_normal(n)
-        pink, self._state = scipy.signal.lfilter(PINK_B, PINK_A, white, zi=self._state)
+        pink, self._state = self._lfilter(PINK_B, PINK_A, white, zi=self._state)
         return (pink * self._gain).astype(np.float32)
 
 

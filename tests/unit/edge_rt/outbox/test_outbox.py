@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -116,3 +118,41 @@ def test_put_many_is_one_transaction_with_consecutive_seqs(tmp_path):
         ob.put_many([("event", {"i": 3}, None), ("event", {"bad": float("inf")}, None)])
     assert [r.body["i"] for r in ob.pending()] == [-1, 0, 1, 2]  # nothing of the failed batch was stored
     assert ob.put("event", {"i": 5}) == 5
+
+
+def _recount(path) -> tuple[int, int]:
+    with sqlite3.connect(str(path)) as db:
+        return db.execute("SELECT COUNT(*), COALESCE(SUM(nbytes),0) FROM outbox").fetchone()
+
+
+def test_running_totals_match_a_recount_through_puts_acks_and_drops(tmp_path):
+    rng = random.Random(5)
+    ob = Outbox(tmp_path / "o.db", max_bytes=40_000, max_age_s=3600)
+    now = 10**18
+    for step in range(300):
+        r = rng.random()
+        if r < 0.6:
+            ob.put_many([("event", {"i": step, "pad": "x" * rng.randrange(0, 900)},
+                          bytes(rng.randrange(0, 3000)) or None) for _ in range(rng.randrange(1, 4))], now_ns=now)
+        elif r < 0.85:
+            st = ob.stats()
+            ob.ack(rng.randrange(st["acked"], st["next_seq"]))
+        else:
+            now += int(rng.uniform(0, 2000) * 1e9)  # some records age out at the next put
+        st = ob.stats()
+        assert (st["depth"], st["bytes"]) == _recount(ob.path), step
+        assert st["bytes"] <= 40_000
+    assert ob.stats()["dropped"] > 0  # both bounds were exercised
+
+
+def test_an_outbox_from_before_the_running_totals_gets_them_counted(tmp_path):
+    path = tmp_path / "old.db"
+    ob = Outbox(path)
+    for i in range(7):
+        ob.put("event", {"i": i}, clip=b"abc" * i or None)
+    ob.close()
+    with sqlite3.connect(str(path)) as db:  # the layout before the totals existed
+        db.execute("DELETE FROM meta WHERE key IN ('depth', 'bytes')")
+    ob = Outbox(path)
+    st = ob.stats()
+    assert (st["depth"], st["bytes"]) == _recount(path) and st["depth"] == 7
