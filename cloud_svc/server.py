@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import logging
 import multiprocessing
 import os
@@ -205,12 +206,19 @@ class ServerThread:
         self.stop()
 
 
+SWITCH_INTERVAL_S = float(os.environ.get("CLOUD_SVC_SWITCH_INTERVAL_S", "0.0005"))
+
+
 def tune_gc() -> None:
     """Ingest allocates many short-lived objects per record while thousands of streams keep long-lived ones:
     with the default generation-0 threshold (700) the collector rescans them constantly (a quarter of the event
     loop's time at 1000 devices). Freeze what startup built and collect young objects less often."""
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+    # Committer threads do one database round trip after another; each time one comes back it must win the GIL
+    # from a busy event loop, which by default keeps it up to 5 ms. A shorter switch interval lets commits (and
+    # their acks) move on promptly.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 def _child(cfg_data: dict, ready) -> None:
