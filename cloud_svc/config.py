@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cloud_svc.errors import ConfigError
+from edge_rt.config.layers import load_layers
 
 ENV_PREFIX = "CLOUD_SVC__"
 DISTRESS_LABELS = ["glass_break", "scream", "shout", "gunshot"]  # the edge's default `distress` rule
@@ -104,35 +103,8 @@ class CloudConfig(_Strict):
         return self
 
 
-def _set_path(d: dict, dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    for k in keys[:-1]:
-        d = d.setdefault(k, {})
-    d[keys[-1]] = value
-
-
 def load(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
          env: dict[str, str] | None = None) -> CloudConfig:
     """Model defaults <- YAML file <- CLOUD_SVC__A__B env vars <- overrides {"a.b": value}."""
-    data: dict = {}
-    if path is not None:
-        p = Path(path)
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(f"cannot read config {p}: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config {p} is not valid YAML: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"config {p} must be a mapping of keys, got {type(data).__name__}")
-    for key, raw in (os.environ if env is None else env).items():
-        if key.startswith(ENV_PREFIX):
-            _set_path(data, key[len(ENV_PREFIX):].lower().replace("__", "."), yaml.safe_load(raw))
-    for dotted, value in (overrides or {}).items():
-        if value is not None:
-            _set_path(data, dotted, value)
-    try:
-        return CloudConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"invalid cloud config{f' in {path}' if path else ''}: {problems}") from None
+    return load_layers(CloudConfig, what="cloud config", error=ConfigError, env_prefix=ENV_PREFIX, path=path,
+                       overrides=overrides, env=env)

@@ -97,12 +97,13 @@ def frame_energy(patch: np.ndarray) -> np.ndarray:
 
 def _edges(patch: np.ndarray) -> Optional[tuple[int, int]]:
     """(first, last) frame of the sound in a patch, or None when the patch has no clear edge."""
-    e = np.sort(frame_energy(patch))
+    e = frame_energy(patch)
+    s = np.sort(e)
     # The 10th percentile with linear interpolation (np.percentile's default), without its per-call overhead.
-    pos = 0.1 * (e.size - 1)
+    pos = 0.1 * (s.size - 1)
     lo = int(pos)
-    floor = float(e[lo] + (pos - lo) * (e[min(lo + 1, e.size - 1)] - e[lo]))
-    peak = float(e[-1])
+    floor = float(s[lo] + (pos - lo) * (s[min(lo + 1, s.size - 1)] - s[lo]))
+    peak = float(s[-1])
     if peak - floor < MIN_CONTRAST:
         return None
     above = np.flatnonzero(e >= floor + EDGE_FRACTION * (peak - floor))

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import queue
 
-import numpy as np
 
 from edge_rt.capture.base import POLL_SECONDS, Feed, Source
 from edge_rt.capture.resample import StreamingResampler

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import os
 from importlib import resources
-from pathlib import Path
 from typing import Any, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from edge_rt.config.layers import load_layers
 from edge_rt.errors import ConfigError
 
 ENV_PREFIX = "EDGE_RT__"
@@ -94,20 +94,6 @@ class EdgeConfig(_Strict):
         return self
 
 
-def _merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def _set_path(d: dict, dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    for k in keys[:-1]:
-        d = d.setdefault(k, {})
-    d[keys[-1]] = value
-
-
 def defaults() -> dict:
     return yaml.safe_load(resources.files("edge_rt.config").joinpath("defaults.yaml").read_text())
 
@@ -115,27 +101,5 @@ def defaults() -> dict:
 def load(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
          env: dict[str, str] | None = None) -> EdgeConfig:
     """Defaults <- YAML file <- EDGE_RT__A__B env vars <- overrides {"a.b": value}; clear error on any bad key."""
-    data = defaults()
-    if path is not None:
-        p = Path(path)
-        try:
-            user = yaml.safe_load(p.read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(f"cannot read config {p}: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config {p} is not valid YAML: {exc}") from exc
-        if not isinstance(user, dict):
-            raise ConfigError(f"config {p} must be a mapping of keys, got {type(user).__name__}")
-        data = _merge(data, user)
-    for key, raw in (os.environ if env is None else env).items():
-        if key.startswith(ENV_PREFIX):
-            _set_path(data, key[len(ENV_PREFIX):].lower().replace("__", "."), yaml.safe_load(raw))
-    for dotted, value in (overrides or {}).items():
-        if value is not None:
-            _set_path(data, dotted, value)
-    try:
-        return EdgeConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
-        where = f" in {path}" if path else ""
-        raise ConfigError(f"invalid edge config{where}: {problems}") from None
+    return load_layers(EdgeConfig, what="edge config", error=ConfigError, env_prefix=ENV_PREFIX, base=defaults(),
+                       path=path, overrides=overrides, env=env)

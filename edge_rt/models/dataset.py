@@ -9,7 +9,7 @@ import numpy as np
 
 from edge_rt.analysis import window_levels
 from edge_rt.errors import ModelMissingError
-from edge_rt.models import golden, paths
+from edge_rt.models import paths
 
 # The pack's labels, renamed to the detector's.
 LABEL_MAP = {"shout_help": "shout"}
@@ -82,6 +82,7 @@ def load_pack(data_dir: Path | None = None, progress: bool = True) -> PackPatche
         raise ModelMissingError("the labelled clip pack (../shared/data) is not present")
     with open(data_dir / "labels.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
+    from edge_rt.capture.files import read_clip
     from edge_rt.capture.synth import PinkNoise
 
     rng = np.random.default_rng(AUGMENT_SEED)
@@ -94,7 +95,7 @@ def load_pack(data_dir: Path | None = None, progress: bool = True) -> PackPatche
              for n, lab_, src, g in clips if lab_ != "background"]
     for i, (name, label, src, g, snr) in enumerate(tqdm(work, desc="clip pack features", unit="clip",
                                                         disable=not progress)):
-        wave = golden.read_clip_16k_mono(src) if isinstance(src, Path) else src
+        wave = read_clip(src) if isinstance(src, Path) else src  # as the edge reads and resamples audio
         clean = wave  # a noisy copy's patches are labelled by where its clean original is loud
         if snr is not None:
             loud = np.sort(np.abs(wave))[int(0.9 * wave.size):]  # the clip's loud part sets the level

@@ -38,26 +38,15 @@ def synthetic_signals() -> dict[str, np.ndarray]:
     }
 
 
-def read_clip_16k_mono(path: Path) -> np.ndarray:
-    """Read any WAV/FLAC/OGG and return float32[samples] at 16 kHz mono (polyphase resampling)."""
-    import soundfile as sf
-    from scipy.signal import resample_poly
-
-    audio, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [samples, channels]
-    mono = audio.mean(axis=1)
-    if sr != PARAMS.sample_rate:
-        g = np.gcd(int(sr), PARAMS.sample_rate)
-        mono = resample_poly(mono, PARAMS.sample_rate // g, int(sr) // g)
-    return np.clip(mono, -1.0, 1.0).astype(np.float32)
-
-
 def all_signals() -> dict[str, np.ndarray]:
     """Synthetic signals plus the real clips where the labelled pack is present."""
+    from edge_rt.capture.files import read_clip  # the edge's own reader and resampler (soxr)
+
     sigs = synthetic_signals()
     data = paths.data_dir()
     if data is not None:
         for name, rel in REAL_CLIPS.items():
-            sigs[name] = read_clip_16k_mono(data / rel)
+            sigs[name] = read_clip(data / rel)
     return sigs
 
 

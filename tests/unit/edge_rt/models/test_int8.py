@@ -8,12 +8,13 @@ import pytest
 from edge_rt import backends
 from edge_rt.models import int8, paths
 
-# Top-1 agreement with float ONNX on the 20 patches of the two real-clip golden files, measured on the built
-# artifact: 9/20 with equalization + reduce_range (int8.py now), 7/20 with reduce_range alone, 3/20 with the
-# plain Q/DQ quantization it replaced. The floor is 8/20: one patch of slack for a rebuild, and a regression
-# to either older recipe fails.
-REAL_CLIPS = ("clip_glass_break", "clip_scream")
-ONNX_INT8_AGREE_FLOOR = 0.40
+# Top-1 agreement with float ONNX on the patches of the first 8 clips of each label folder of the pack (323
+# patches through our front end), measured on the built artifact: 0.551 (the whole pack: 57.2%; the plain Q/DQ
+# recipe this replaced measured 46% on the pack). The floor leaves room for a rebuild's rounding, not for a
+# regression to the older recipe. (20 patches of two golden clips, used before, moved by 0.1 with one
+# resampler change: too few to guard anything.)
+SAMPLE_CLIPS_PER_LABEL = 8
+ONNX_INT8_AGREE_FLOOR = 0.50
 FLOAT_TOLERANCE = 1e-4  # equalization only reorders float rounding
 
 
@@ -85,10 +86,16 @@ def test_int8_backend_loads_and_scores_patches_like_the_float_one(model_dir, gol
     assert scores.dtype == np.float32 and np.all((scores >= 0) & (scores <= 1))
 
 
-def test_onnx_int8_agrees_with_float_on_real_clips_at_least_as_measured(model_dir, goldens):
-    if paths.data_dir() is None or not all(c in goldens for c in REAL_CLIPS):
-        pytest.skip("../shared/data is absent, so the real-clip golden files are too")
-    patches = np.concatenate([goldens[c]["patches"] for c in REAL_CLIPS])
+def test_onnx_int8_agrees_with_float_on_real_clips_at_least_as_measured(model_dir):
+    from edge_rt import frontend
+    from edge_rt.capture.files import read_clip
+
+    data = paths.data_dir()
+    if data is None:
+        pytest.skip("../shared/data is absent: no real clips to measure agreement on")
+    files = [f for d in sorted((data / "audio").iterdir()) if d.is_dir()
+             for f in sorted(d.iterdir())[:SAMPLE_CLIPS_PER_LABEL]]
+    patches = np.concatenate([frontend.patches(frontend.log_mel(read_clip(f))) for f in files])
     ref, _ = backends.load("onnxruntime", model_dir).infer(patches)
     got, _ = backends.load("onnxruntime-int8", model_dir).infer(patches)
     agree = float(np.mean(got.argmax(1) == ref.argmax(1)))
