@@ -93,7 +93,7 @@ class BulkWriter:
         if self.sqlite:
             return conn.exec_driver_sql(head + "(" + ",".join("?" * len(values)) + ")", tuple(values)).all()
         lock = f" ORDER BY {self.q(key)} FOR UPDATE" if for_update else ""
-        return conn.exec_driver_sql((head + mysql_row(values) + lock).replace("%", "%%")).all()
+        return self._exec(conn, head + mysql_row(values) + lock, rows=True)
 
     def update_by_key(self, conn: Connection, table: str, key: str, columns: dict[str, dict]) -> None:
         """UPDATE table SET col = CASE key WHEN k THEN v ... END, ... WHERE key IN (keys of all columns)."""
@@ -119,6 +119,23 @@ class BulkWriter:
         self._exec(conn, f"UPDATE {self.q(table)} SET {', '.join(sets)} WHERE {kq} IN {mysql_row(keys)}")
 
     @staticmethod
-    def _exec(conn: Connection, sql: str) -> None:
-        # No parameters: PyMySQL must not treat "%" in the literals as format markers.
-        conn.exec_driver_sql(sql.replace("%", "%%"))
+    def _exec(conn: Connection, sql: str, rows: bool = False) -> Optional[list]:
+        """One fully rendered MySQL statement on the transaction's own DBAPI cursor. SQLAlchemy's execution
+        context costs more CPU per statement than PyMySQL's round trip here, and these statements need none of
+        it: no parameters (so PyMySQL does no "%" formatting), no result typing. Driver errors are raised as
+        SQLAlchemy's, as exec_driver_sql would, so callers see one kind of exception."""
+        import pymysql
+        from sqlalchemy import exc as sa_exc
+
+        cur = conn.connection.dbapi_connection.cursor()
+        try:
+            cur.execute(sql)
+            return list(cur.fetchall()) if rows else None
+        except pymysql.err.Error as err:
+            gone = conn.dialect.is_disconnect(err, conn.connection.dbapi_connection, cur)
+            if gone:  # as SQLAlchemy does for its own statements: the pool must never hand this one out again
+                conn.invalidate(err)
+            raise sa_exc.DBAPIError.instance(sql[:200], None, err, pymysql.err.Error,
+                                             connection_invalidated=gone, dialect=conn.dialect) from err
+        finally:
+            cur.close()

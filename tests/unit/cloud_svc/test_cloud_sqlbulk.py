@@ -33,3 +33,28 @@ def test_values_round_trip_exactly(db_url):
         with engine.begin() as c:
             c.exec_driver_sql("DROP TABLE bulk_t")
         engine.dispose()
+
+
+def test_a_lost_mysql_connection_is_an_operational_error_and_never_pooled_again(_mariadb_session):
+    import sqlalchemy as sa
+
+    engine = make_engine(_mariadb_session.url)
+    bw = BulkWriter(engine.dialect)
+    try:
+        with engine.connect() as c:
+            victim = c.exec_driver_sql("SELECT CONNECTION_ID()").scalar()
+        with engine.connect() as c, engine.connect() as killer:  # the pooled connection is `victim` again
+            assert c.exec_driver_sql("SELECT CONNECTION_ID()").scalar() == victim
+            killer.exec_driver_sql(f"KILL {victim}")
+            try:
+                bw.select_in(c, "devices", ("id",), "id", ["x"])
+            except sa.exc.OperationalError as exc:  # what the repository turns into StorageUnavailable
+                assert exc.connection_invalidated
+            else:
+                raise AssertionError("a statement on a killed connection succeeded")
+        for _ in range(3):  # every later checkout is a live connection, never the dead one
+            with engine.connect() as c:
+                assert c.exec_driver_sql("SELECT CONNECTION_ID()").scalar() != victim
+                assert bw.select_in(c, "devices", ("id",), "id", ["x"]) == []
+    finally:
+        engine.dispose()
