@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import secrets
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -33,6 +35,7 @@ IN_CHUNK = 1000           # ids per IN (...) list
 DEGRADED_FIGURES = ("outbox_dropped", "ring_overruns", "loop_errors")
 EVENT_COLUMNS = ("device_id", "seq", "event_id", "label", "start_ns", "score", "lat", "lon", "backend",
                  "model_sha256", "inference_ms", "created_ns", "received_ns")
+PK_CACHE_SIZE = 200_000  # (device_id, event_id) -> pk pairs kept per process: about 40 MB at most
 END_COLUMNS = ("event_pk", "seq", "end_ns", "score", "embedding_f16", "clip_dropped", "created_ns", "received_ns")
 _quote = json.encoder.encode_basestring  # C: a JSON string literal
 
@@ -84,6 +87,8 @@ class Repository:
         self.stale_after_ns = int(stale_after_s * 1e9)
         self._ignore = "OR IGNORE" if self.sqlite else "IGNORE"
         self._bulk = BulkWriter(engine.dialect)
+        self._pk_cache: dict[tuple[str, str], int] = {}
+        self._pk_lock = threading.Lock()
 
     @classmethod
     def open(cls, url: str, **kw) -> "Repository":
@@ -249,8 +254,9 @@ class Repository:
                         positions[b.device_id] = (p.lat, p.lon)
                 marks[b.device_id] = settled
                 results.append(CommitResult(settled, stored, dup))
+            learned: dict[tuple[str, str], int] = {}
             if recs:
-                self._events(conn, recs, now)
+                learned = self._events(conn, recs, now)
             n_alerts = self._device_alerts(conn, alert_recs, now) if alert_recs else 0
             self._bulk.insert(conn, "rejects", ("device_id", "seq", "field", "reason", "received_ns"), reject_rows,
                               ignore=True)
@@ -264,19 +270,52 @@ class Repository:
                         last_heartbeat_ns=now, health={"figures": h.figures, "info": h.info,
                                                        "outbox_depth": h.outbox_depth,
                                                        "outbox_dropped": h.outbox_dropped, "sent_ns": h.sent_ns}))
+        self._remember_pks(learned)  # only now: a rolled-back transaction's pks never existed
         return CommitOutcome(results, n_alerts)
 
-    def _events(self, conn: Connection, recs: list[tuple[str, RecordIn]], now: int) -> None:
+    def _remember_pks(self, learned: dict[tuple[str, str], int]) -> None:
+        """Keep committed (device_id, event_id) -> pk pairs (never changed once stored), so an event's end,
+        which usually comes to the same server seconds after its start, needs no lookup. Bounded, oldest out."""
+        if not learned:
+            return
+        with self._pk_lock:
+            cache = self._pk_cache
+            cache.update(learned)
+            excess = len(cache) - PK_CACHE_SIZE
+            if excess > 0:
+                for key in list(itertools.islice(cache, excess)):
+                    del cache[key]
+
+    def _events(self, conn: Connection, recs: list[tuple[str, RecordIn]], now: int) -> dict[tuple[str, str], int]:
         """Event starts -> events; ends -> event_ends (creating the event when its start never came);
-        top classes, clips and verification jobs beside them."""
+        top classes, clips and verification jobs beside them. Returns the event pks this call learned from the
+        database, for the cache once the transaction commits."""
         bulk = self._bulk
-        bulk.insert(conn, "events", EVENT_COLUMNS,
-                    [self._event_row(d, r, now) for d, r in recs if r.kind == "event"], ignore=True)
-        pks = self._event_pks(conn, sorted({r.payload.event_id for _, r in recs}))
+        new = bulk.insert(conn, "events", EVENT_COLUMNS,
+                          [self._event_row(d, r, now) for d, r in recs if r.kind == "event"], ignore=True,
+                          returning=("id", "device_id", "event_id"))
+        pks = {(d, e): pk for pk, d, e in new}  # rows this statement inserted (MySQL; SQLite returns none)
+        fresh = dict(pks)
+        unknown = set()
+        for d, r in recs:  # ends of events stored by earlier commits: their pks are usually remembered
+            key = (d, r.payload.event_id)
+            if key not in pks:
+                pk = self._pk_cache.get(key)
+                if pk is None:
+                    unknown.add(r.payload.event_id)
+                else:
+                    pks[key] = pk
+        if unknown:
+            found = self._event_pks(conn, sorted(unknown))
+            pks.update(found)
+            fresh.update(found)
+
         orphans = [(d, r) for d, r in recs if r.kind == "event_end" and (d, r.payload.event_id) not in pks]
         if orphans:
             bulk.insert(conn, "events", EVENT_COLUMNS, [self._event_row(d, r, now) for d, r in orphans], ignore=True)
-            pks.update(self._event_pks(conn, sorted({r.payload.event_id for _, r in orphans})))
+            found = self._event_pks(conn, sorted({r.payload.event_id for _, r in orphans}))
+            pks.update(found)
+            fresh.update(found)
         end_rows, class_rows, clip_rows, jobs = [], [], [], []
         for d, r in recs:
             e: EventIn = r.payload
@@ -302,6 +341,7 @@ class Repository:
                                     "uri", "created_ns"), clip_rows, ignore=True)
         bulk.insert(conn, "verifications", ("event_pk", "reason", "status", "attempts", "created_ns"), jobs,
                     ignore=True)
+        return fresh
 
     @staticmethod
     def _event_row(device_id: str, r: RecordIn, now: int) -> tuple:

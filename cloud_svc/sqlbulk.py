@@ -51,11 +51,13 @@ class BulkWriter:
 
     def insert(self, conn: Connection, table: str, columns: Sequence[str], rows: Sequence[tuple], *,
                ignore: bool = False, conflict: Optional[Sequence[str]] = None,
-               update: Iterable[str] = ()) -> None:
+               update: Iterable[str] = (), returning: Sequence[str] = ()) -> list:
         """INSERT rows; `ignore` skips duplicates; `update` columns are overwritten on a duplicate of the unique
-        key `conflict` (SQLite needs it named; MySQL applies any unique key)."""
+        key `conflict` (SQLite needs it named; MySQL applies any unique key). `returning` columns of the rows
+        this statement inserted (not of ignored duplicates) come back on MySQL/MariaDB (`INSERT ... RETURNING`,
+        MariaDB >= 10.5); SQLite's executemany cannot return rows, so there it returns []."""
         if not rows:
-            return
+            return []
         update = list(update)
         cols = ", ".join(self.q(c) for c in columns)
         tq = self.q(table)
@@ -67,21 +69,25 @@ class BulkWriter:
                 tail = f" ON CONFLICT ({', '.join(self.q(c) for c in conflict)}) DO UPDATE SET {sets}"
             sql = f"{verb} INTO {tq} ({cols}) VALUES ({', '.join('?' * len(columns))}){tail}"
             conn.exec_driver_sql(sql, [tuple(r) for r in rows])
-            return
+            return []
         head = f"{'INSERT IGNORE' if ignore else 'INSERT'} INTO {tq} ({cols}) VALUES "
         tail = ""
         if update:
             tail = " ON DUPLICATE KEY UPDATE " + ", ".join(f"{self.q(c)} = VALUES({self.q(c)})" for c in update)
+        if returning:
+            tail += " RETURNING " + ", ".join(self.q(c) for c in returning)
+        out: list = []
         parts: list[str] = []
         size = 0
         for r in rows:
             lit = mysql_row(r)
             if parts and size + len(lit) > MAX_STATEMENT_BYTES:
-                self._exec(conn, head + ",".join(parts) + tail)
+                out += self._exec(conn, head + ",".join(parts) + tail, rows=bool(returning)) or []
                 parts, size = [], 0
             parts.append(lit)
             size += len(lit) + 1
-        self._exec(conn, head + ",".join(parts) + tail)
+        out += self._exec(conn, head + ",".join(parts) + tail, rows=bool(returning)) or []
+        return out
 
     def select_in(self, conn: Connection, table: str, columns: Sequence[str], key: str, values: Sequence, *,
                   for_update: bool = False) -> list:

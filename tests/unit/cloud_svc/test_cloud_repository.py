@@ -248,3 +248,30 @@ def test_verification_rows_are_unique_per_event(repo):
         c.execute(sa.update(sa.table("devices", sa.column("acked_seq"))).values(acked_seq=0))
     repo.commit([b])
     assert count(repo, verifications) == 1 and count(repo, events) == 1
+
+
+def test_a_rolled_back_commit_teaches_the_pk_cache_nothing(repo, monkeypatch):
+    from cloud_svc.sqlbulk import BulkWriter
+
+    repo.add_device("d1")
+    eid = uuid.uuid4().hex
+
+    def failing(self, conn, table, *a, **kw):  # the last statement of a commit, after the events are in
+        raise sa.exc.OperationalError("UPDATE devices", None, Exception("simulated outage"))
+
+    with monkeypatch.context() as m:
+        m.setattr(BulkWriter, "update_by_key", failing)
+        with pytest.raises(Exception):
+            repo.commit([BatchIn("d1", 1, [rec(1, "event", start(eid))])])
+    assert count(repo, events) == 0  # rolled back
+
+    # Only the end comes now (its start is lost): a pk remembered from the rolled-back insert would point at
+    # no row, and the end would be dropped; the event must instead be created from its end.
+    repo.commit([BatchIn("d1", 2, [rec(2, "event_end", end(eid))])])
+    repo.commit([BatchIn("d1", 1, [rec(3, "event", start(eid2 := uuid.uuid4().hex))])])
+    repo.commit([BatchIn("d1", 1, [rec(4, "event_end", end(eid2))])])  # its pk comes from the cache
+    with repo.engine.connect() as c:
+        rows = c.execute(sa.select(events.c.id, events.c.event_id, event_ends.c.seq)
+                         .join(event_ends, event_ends.c.event_pk == events.c.id).order_by(event_ends.c.seq)).all()
+    assert [(r.event_id, r.seq) for r in rows] == [(eid, 2), (eid2, 4)]
+    assert count(repo, events) == 2 and count(repo, top_classes) == 3
