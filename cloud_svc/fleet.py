@@ -92,5 +92,11 @@ class FleetIndex:
                         out.append(c)
         return out
 
+    def reset(self) -> None:
+        """Forget everything: the next correlator step warms the index again from the stored cursor."""
+        self.cells.clear()
+        self.seen_id = 0
+        self._adds = 0
+
     def size(self) -> int:
         return sum(len(d) for d in self.cells.values())

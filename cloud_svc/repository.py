@@ -586,41 +586,80 @@ class Repository:
 
         One correlator at a time holds the cursor row (SKIP LOCKED: other replicas skip their turn but still
         read the events into their own index). Events younger than `settle_s` wait for the next call, so a
-        transaction that took a smaller id but committed later is not skipped.
+        transaction that took a smaller id but committed later is not skipped. On SQLite, whose writers lock
+        the whole database, the events are read outside the write lock (see `_correlate_sqlite`).
         """
-        e = events
+        if self.sqlite:
+            return self._correlate_sqlite(index, min_devices, batch, settle_s, cursor)
         now = time.time_ns()
-        settled = now - int(settle_s * 1e9)
-        touched: set[int] = set()
         with self._write() as conn:
             conn.execute(self._insert_ignore(cursors).values(name=cursor, value=0))
             pos = conn.scalar(sa.select(cursors.c.value).where(cursors.c.name == cursor)
                               .with_for_update(skip_locked=True))
             mine = pos is not None
             pos = int(pos) if mine else conn.scalar(sa.select(cursors.c.value).where(cursors.c.name == cursor))
-            if index.seen_id == 0 and pos:
-                self._warm(conn, index, pos, now)
-            rows = conn.execute(
-                sa.select(e.c.id, e.c.device_id, e.c.label, e.c.start_ns, e.c.lat, e.c.lon, e.c.received_ns)
-                .where(e.c.id > min(index.seen_id, pos), *(() if mine else (e.c.id <= pos,)))
-                .order_by(e.c.id).limit(batch)).all()
-            last = index.seen_id
-            for r in rows:
-                if r.received_ns > settled:
-                    break
-                last = r.id
-                if r.id <= index.seen_id or r.lat is None or r.lon is None:
-                    continue
-                p = Placed(r.id, r.device_id, r.label, r.start_ns, r.lat, r.lon, r.received_ns)
-                if mine and r.id > pos:
-                    near = index.neighbours(p) if index.covers(p, now) else self._near_in_db(conn, index, p)
-                    if near and len({c.device_id for c in near} | {p.device_id}) >= min_devices:
-                        touched.add(self._link_fleet(conn, p, near))
-                index.add(p)
-            index.seen_id = max(index.seen_id, last)
+            plan = self._plan_links(conn, index, pos, mine, now, min_devices, batch, settle_s)
+            touched = {self._link_fleet(conn, p, near) for p, near in plan}
             if mine and index.seen_id > pos:
                 conn.execute(cursors.update().where(cursors.c.name == cursor).values(value=index.seen_id))
         return sorted(touched)
+
+    def _correlate_sqlite(self, index: FleetIndex, min_devices: int, batch: int, settle_s: float,
+                          cursor: str) -> list[int]:
+        """The same step with the reading and planning in a read transaction (WAL readers do not block the
+        ingest committers) and only the links and the cursor in a short write transaction. If the cursor moved
+        in between (another process correlates this file too), or the write fails, the index starts over from
+        the stored cursor on the next step, so no event is skipped."""
+        now = time.time_ns()
+        with self._read() as conn:
+            pos = int(conn.scalar(sa.select(cursors.c.value).where(cursors.c.name == cursor)) or 0)
+            before = index.seen_id
+            plan = self._plan_links(conn, index, pos, True, now, min_devices, batch, settle_s)
+        if not plan and index.seen_id <= pos:
+            return []
+        try:
+            with self._write() as conn:
+                conn.execute(self._insert_ignore(cursors).values(name=cursor, value=0))
+                if int(conn.scalar(sa.select(cursors.c.value).where(cursors.c.name == cursor))) != pos:
+                    index.reset()  # someone else went on from here: follow their cursor
+                    return []
+                touched = {self._link_fleet(conn, p, near) for p, near in plan}
+                if index.seen_id > pos:
+                    conn.execute(cursors.update().where(cursors.c.name == cursor).values(value=index.seen_id))
+        except BaseException:
+            if index.seen_id != before:
+                index.reset()
+            raise
+        return sorted(touched)
+
+    def _plan_links(self, conn: Connection, index: FleetIndex, pos: int, mine: bool, now: int, min_devices: int,
+                    batch: int, settle_s: float) -> list[tuple[Placed, list[Placed]]]:
+        """Add the settled new events to the index; for those beyond the cursor (when this correlator holds it)
+        return each that completes a group with its neighbours, in id order."""
+        e = events
+        settled = now - int(settle_s * 1e9)
+        if index.seen_id == 0 and pos:
+            self._warm(conn, index, pos, now)
+        rows = conn.execute(
+            sa.select(e.c.id, e.c.device_id, e.c.label, e.c.start_ns, e.c.lat, e.c.lon, e.c.received_ns)
+            .where(e.c.id > min(index.seen_id, pos), *(() if mine else (e.c.id <= pos,)))
+            .order_by(e.c.id).limit(batch)).all()
+        plan = []
+        last = index.seen_id
+        for r in rows:
+            if r.received_ns > settled:
+                break
+            last = r.id
+            if r.id <= index.seen_id or r.lat is None or r.lon is None:
+                continue
+            p = Placed(r.id, r.device_id, r.label, r.start_ns, r.lat, r.lon, r.received_ns)
+            if mine and r.id > pos:
+                near = index.neighbours(p) if index.covers(p, now) else self._near_in_db(conn, index, p)
+                if near and len({c.device_id for c in near} | {p.device_id}) >= min_devices:
+                    plan.append((p, near))
+            index.add(p)
+        index.seen_id = max(index.seen_id, last)
+        return plan
 
     @staticmethod
     def _warm(conn: Connection, index: FleetIndex, pos: int, now: int) -> None:

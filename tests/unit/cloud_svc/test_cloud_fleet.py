@@ -96,3 +96,45 @@ def test_events_younger_than_the_settle_time_wait(repo):
     ix = FleetIndex(R, T, 60)
     assert repo.correlate(ix, settle_s=30.0) == [] and ix.seen_id == 0
     assert repo.correlate(ix, settle_s=0.0)
+
+
+def test_a_correlator_that_loses_the_cursor_mid_step_starts_over_and_skips_nothing(repo, monkeypatch):
+    """Two correlators on one database: while one plans (on SQLite without the write lock), the other moves the
+    cursor past only some of the events. The first must not write, and must not remember that it has seen the
+    rest, or those would never be linked."""
+    import sqlalchemy as sa
+
+    from cloud_svc.schema import cursors
+
+    for d in ("a", "b", "c", "d"):
+        repo.add_device(d)
+    t = time.time_ns()
+    repo.commit([BatchIn("a", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "gunshot", 1.0, 1.0, t))]),
+                 BatchIn("b", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "gunshot", 1.0, 1.0, t))])])
+    first_two = repo.correlate(FleetIndex(R, T, 60), settle_s=0.0)  # the other correlator's earlier work
+    assert len(first_two) == 1
+    repo.commit([BatchIn("c", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "siren", 5.0, 5.0, t))]),
+                 BatchIn("d", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "siren", 5.0, 5.0, t))])])
+    with repo.engine.begin() as c:
+        pos = c.scalar(sa.select(cursors.c.value))
+    real_plan = type(repo)._plan_links
+
+    def plan_then_lose_the_race(self, *a, **kw):
+        plan = real_plan(self, *a, **kw)
+        with self.engine.begin() as c:  # the other correlator links the siren pair's first event only
+            c.execute(cursors.update().values(value=pos + 1))
+        return plan
+
+    ix = FleetIndex(R, T, 60)
+    ix.seen_id = pos  # it has seen what the other one saw
+    if repo.sqlite:  # MySQL's row lock makes this interleaving impossible there
+        monkeypatch.setattr(type(repo), "_plan_links", plan_then_lose_the_race)
+        assert repo.correlate(ix, settle_s=0.0) == []
+        assert ix.seen_id == 0 and ix.size() == 0  # starts over from the stored cursor
+        monkeypatch.undo()
+        [siren] = repo.correlate(ix, settle_s=0.0)  # and still links the pair across the cursor
+        assert {a.id for a in repo.list_alerts(kind="fleet")} == {first_two[0], siren}
+        with repo.engine.begin() as c:
+            assert c.scalar(sa.select(cursors.c.value)) == pos + 2
+    else:
+        assert repo.correlate(ix, settle_s=0.0)
