@@ -37,6 +37,8 @@ sys.path.insert(0, str(REPO))
 
 from cloud_svc.testing import ServerProcess, TempMariaDB, mariadb_available  # noqa: E402
 
+# `serve` flags per --fleet choice: the correlator's CPU is counted with the server's either way (children too).
+FLEET_FLAGS = {"process": ("--fleet-process",), "thread": (), "off": ("--no-fleet",)}
 CLASSES = [("Glass", 0.81), ("Shatter", 0.4), ("Breaking", 0.2), ("Smash, crash", 0.1), ("Speech", 0.05)]
 LABELS = ["glass_break", "dog_bark", "siren", "speech", "car_horn", "alarm"]
 
@@ -264,7 +266,7 @@ def bench_db(kind: str, args) -> list[dict]:
             toks = repo.add_devices(ids)
             repo.close()
             srv = ServerProcess(url, clips=str(tmp / "clips"), log_path=tmp / f"server-{phase}.log",
-                                extra=("--procs", str(args.server_procs)))
+                                extra=("--procs", str(args.server_procs), *FLEET_FLAGS[args.fleet]))
             srv.start()
             try:
                 res = run_phase(srv.target, list(toks.items()), phase, args, srv.proc.pid)
@@ -292,7 +294,7 @@ def markdown(results: list[dict], args) -> str:
     lines = [f"Run: `.venv/bin/python bench/ingest.py --devices {args.devices} --duration {args.duration} "
              f"--warmup {args.warmup} "
              f"--batch {args.batch} --window {args.window} --rate {args.rate} --procs {args.procs} "
-             f"--server-procs {args.server_procs}` on {cpu}, "
+             f"--server-procs {args.server_procs} --fleet {args.fleet}` on {cpu}, "
              f"{os.cpu_count()} CPUs (server, clients and database share them), {time.strftime('%Y-%m-%d')}.", "",
              "| database | devices | sustained records/s (throughput phase) | ack p50 / p99 at "
              f"{args.rate} events/s | budget |", "|---|---|---|---|---|"]
@@ -318,6 +320,9 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=1000.0, help="events/s of all devices together (latency phase)")
     ap.add_argument("--procs", type=int, default=1, help="client processes")
     ap.add_argument("--server-procs", type=int, default=1, help="`serve --procs`: server processes on the port")
+    ap.add_argument("--fleet", choices=sorted(FLEET_FLAGS), default="thread",
+                    help="where the server runs its fleet correlator: a thread (the default, as `serve` does), "
+                         "a child process (`serve --fleet-process`) or nowhere (`--no-fleet`)")
     ap.add_argument("--phases", default="throughput,latency", help="comma-separated: throughput, latency")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder with the server logs")
     ap.add_argument("--markdown", help="append a results table to this file")

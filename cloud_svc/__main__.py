@@ -109,7 +109,8 @@ def cmd_serve(args) -> int:
     cfg = config.load(args.config, {
         "db": args.db, "listen": args.listen, "clips": args.clips, "query_token": args.query_token,
         "verify.workers": args.verify_workers, "verify.verifier": args.verifier,
-        "tls.cert": args.tls_cert, "tls.key": args.tls_key, "tls.client_ca": args.tls_client_ca})
+        "tls.cert": args.tls_cert, "tls.key": args.tls_key, "tls.client_ca": args.tls_client_ca,
+        "fleet.process": True if args.fleet_process else None, "fleet.enabled": False if args.no_fleet else None})
     host = cfg.listen.rsplit(":", 1)[0]
     # The bound port on its own line, so that scripts that asked for port 0 can find it.
     serve_forever(cfg, migrate=not args.no_migrate, procs=args.procs,
@@ -243,6 +244,29 @@ def cmd_clip(args) -> int:
     return 0
 
 
+def cmd_correlate(args) -> int:
+    import signal
+
+    from cloud_svc import config
+    from cloud_svc.repository import Repository
+    from cloud_svc.workers import Correlator
+
+    cfg = config.load(args.config, {"db": args.db})
+    repo = Repository.open(cfg.db)
+    repo.upgrade()
+    loop = Correlator(repo, cfg.fleet)
+    signal.signal(signal.SIGTERM, lambda *_: loop._stop.set())
+    print(f"correlating {repo.engine.url.render_as_string()}: radius {cfg.fleet.radius_m:g} m, window "
+          f"{cfg.fleet.window_s:g} s, {cfg.fleet.min_devices} devices", flush=True)
+    try:
+        loop.run()
+    except KeyboardInterrupt:
+        pass
+    repo.close()
+    print(f"stopped: {loop.alerts} fleet alerts made or extended")
+    return 0
+
+
 def cmd_verify(args) -> int:
     import signal
 
@@ -353,6 +377,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-migrate", action="store_true", help="do not run migrations on start")
     s.add_argument("--procs", type=int, default=1,
                    help="serving processes sharing the port (SO_REUSEPORT); replicas on one host (default 1)")
+    fleet = s.add_mutually_exclusive_group()
+    fleet.add_argument("--fleet-process", action="store_true",
+                       help="run the fleet correlator in a child process, off the serving process's GIL")
+    fleet.add_argument("--no-fleet", action="store_true",
+                       help="no fleet correlator here (run `python -m cloud_svc correlate` elsewhere)")
+
+    f = sub.add_parser("correlate", help="run the fleet correlator on its own (one leader at a time per database)")
+    f.add_argument("--db", required=True)
+    f.add_argument("--config")
 
     d = sub.add_parser("db", help="database migrations")
     d.add_argument("action", choices=["upgrade", "current"])
@@ -414,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-COMMANDS = {"serve": cmd_serve, "db": cmd_db, "devices": cmd_devices, "events": cmd_events, "alerts": cmd_alerts,
+COMMANDS = {"correlate": cmd_correlate, "serve": cmd_serve, "db": cmd_db, "devices": cmd_devices, "events": cmd_events, "alerts": cmd_alerts,
             "agreement": cmd_agreement, "clip": cmd_clip, "verify": cmd_verify, "models": cmd_models}
 
 

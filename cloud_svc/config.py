@@ -50,6 +50,8 @@ class VerifyConfig(_Strict):
 
 class FleetConfig(_Strict):
     enabled: bool = True
+    process: bool = Field(False, description="run the correlator in a child process of `serve` (its own GIL, so "
+                                             "its work never delays acks); Subscribe sees its alerts within 1 s")
     radius_m: float = Field(500.0, gt=0.0, le=1e6, description="devices this close hear the same thing")
     window_s: float = Field(10.0, gt=0.0, le=3600.0, description="... within this many seconds")
     min_devices: int = Field(2, ge=2, le=1000, description="distinct devices that make a fleet alert")

@@ -25,7 +25,7 @@ from cloud_svc.db import make_engine
 from cloud_svc.errors import ConfigError
 from cloud_svc.ingest import Committer
 from cloud_svc.repository import Repository
-from cloud_svc.workers import Correlator, VerifyWorker
+from cloud_svc.workers import Correlator, CorrelatorProcess, VerifyWorker
 
 log = logging.getLogger("cloud_svc.server")
 
@@ -98,7 +98,9 @@ class CloudApp:
         self.query = QueryServicer(self.repo, self.store, self.bus, StaticTokenAuth(cfg.query_token))
         self.health = health.aio.HealthServicer()
         self.workers = []
-        if cfg.fleet.enabled:
+        if cfg.fleet.enabled and cfg.fleet.process:
+            self.workers.append(CorrelatorProcess(cfg))
+        elif cfg.fleet.enabled:
             self.workers.append(Correlator(self.repo, cfg.fleet, on_alerts=self.bus.publish_threadsafe))
         if cfg.verify.workers:
             if verifier is None:

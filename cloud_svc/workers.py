@@ -82,6 +82,59 @@ class Correlator(_Loop):
         return self.index.seen_id - before >= self.cfg.batch
 
 
+def _correlator_main(cfg_data: dict, stop, parent_pid: int) -> None:
+    """A child process's whole life: correlate until told to stop or until the server that started it is gone."""
+    from cloud_svc.config import CloudConfig
+
+    cfg = CloudConfig.model_validate(cfg_data)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    repo = Repository.open(cfg.db)
+    loop = Correlator(repo, cfg.fleet)
+    loop.start()
+    try:
+        while not stop.wait(0.5):
+            if os.getppid() != parent_pid:  # the server died (kill -9): do not linger
+                log.warning("the server (pid %d) is gone; the fleet correlator stops", parent_pid)
+                break
+            if not loop._thread.is_alive():
+                break
+    finally:
+        loop.stop()
+        repo.close()
+
+
+class CorrelatorProcess:
+    """The fleet correlator in a child process, with a worker's start()/stop(); it exits with its server."""
+
+    name = "fleet-correlator-process"
+
+    def __init__(self, cfg):
+        import multiprocessing
+
+        self._ctx = multiprocessing.get_context("spawn")  # no inherited locks, threads or gRPC state
+        self._stop = self._ctx.Event()
+        self._cfg_data = cfg.model_dump(mode="json")
+        self.process = None
+
+    def start(self) -> "CorrelatorProcess":
+        self.process = self._ctx.Process(target=_correlator_main, name=self.name, daemon=True,
+                                         args=(self._cfg_data, self._stop, os.getpid()))
+        self.process.start()
+        log.info("fleet correlator in process %d", self.process.pid)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None:
+            return
+        self._stop.set()
+        self.process.join(timeout)
+        if self.process.is_alive():
+            log.warning("fleet correlator process %d did not stop in %.0f s; terminating it", self.process.pid,
+                        timeout)
+            self.process.terminate()
+            self.process.join(5.0)
+
+
 def worker_name(i: int = 0) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{i}"
 
