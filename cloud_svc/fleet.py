@@ -43,12 +43,19 @@ class FleetIndex:
         self.cells: dict[tuple[str, int, int], deque[Placed]] = {}
         self.seen_id = 0  # every event with a smaller or equal id has been added (or had no position)
         self._adds = 0
+        self._lon_cache: dict[int, tuple[float, int]] = {}  # band -> _lon_cells(band); at most 180/cell_deg
 
     def _band(self, lat: float) -> int:
         return math.floor((lat + 90.0) / self.cell_deg)
 
     def _lon_cells(self, band: int) -> tuple[float, int]:
         """(cell width in degrees, cells around the globe) of a latitude band: wide enough at its poleward edge."""
+        cells = self._lon_cache.get(band)
+        if cells is None:
+            cells = self._lon_cache[band] = self._compute_lon_cells(band)
+        return cells
+
+    def _compute_lon_cells(self, band: int) -> tuple[float, int]:
         edge = max(abs(-90.0 + band * self.cell_deg), abs(-90.0 + (band + 1) * self.cell_deg))
         cos = math.cos(math.radians(min(edge, 90.0)))
         width = 360.0 if cos < MIN_COS else min(360.0, self.cell_deg / cos)

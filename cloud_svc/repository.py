@@ -645,17 +645,17 @@ class Repository:
             .where(e.c.id > min(index.seen_id, pos), *(() if mine else (e.c.id <= pos,)))
             .order_by(e.c.id).limit(batch)).all()
         plan = []
-        last = index.seen_id
-        for r in rows:
-            if r.received_ns > settled:
+        seen = last = index.seen_id
+        for pk, device_id, label, start_ns, lat, lon, received_ns in rows:  # plain tuples: this loop is hot
+            if received_ns > settled:
                 break
-            last = r.id
-            if r.id <= index.seen_id or r.lat is None or r.lon is None:
+            last = pk
+            if pk <= seen or lat is None or lon is None:
                 continue
-            p = Placed(r.id, r.device_id, r.label, r.start_ns, r.lat, r.lon, r.received_ns)
-            if mine and r.id > pos:
+            p = Placed(pk, device_id, label, start_ns, lat, lon, received_ns)
+            if mine and pk > pos:
                 near = index.neighbours(p) if index.covers(p, now) else self._near_in_db(conn, index, p)
-                if near and len({c.device_id for c in near} | {p.device_id}) >= min_devices:
+                if near and len({c.device_id for c in near} | {device_id}) >= min_devices:
                     plan.append((p, near))
             index.add(p)
         index.seen_id = max(index.seen_id, last)
