@@ -259,7 +259,11 @@ def bench_db(kind: str, args) -> list[dict]:
         url = f"sqlite:///{tmp / 'cloud.db'}"
     out = []
     try:
-        for phase in args.phases.split(","):
+        for n, phase in enumerate(args.phases.split(",")):
+            if n or kind != args.dbs.split(",")[0]:
+                # Let the previous phase's background work (InnoDB purge and flushing, the page cache writing
+                # back a SQLite WAL) finish before the clock starts: it is not this phase's load.
+                time.sleep(args.pause)
             repo = Repository.open(url)
             repo.upgrade()
             ids = [f"bench-{phase[0]}-{i:05d}" for i in range(args.devices)]
@@ -320,6 +324,8 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=1000.0, help="events/s of all devices together (latency phase)")
     ap.add_argument("--procs", type=int, default=1, help="client processes")
     ap.add_argument("--server-procs", type=int, default=1, help="`serve --procs`: server processes on the port")
+    ap.add_argument("--pause", type=float, default=15.0,
+                    help="seconds of quiet before each phase but the first (background work of the last one)")
     ap.add_argument("--fleet", choices=sorted(FLEET_FLAGS), default="thread",
                     help="where the server runs its fleet correlator: a thread (the default, as `serve` does), "
                          "a child process (`serve --fleet-process`) or nowhere (`--no-fleet`)")
