@@ -8,6 +8,7 @@ from typing import Optional
 import psutil
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+
 def peak_rss_bytes() -> Optional[int]:
     """This process's peak resident memory since it started (VmHWM), or None where /proc is absent.
 

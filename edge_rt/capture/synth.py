@@ -171,7 +171,7 @@ class PinkNoise:
     """Seeded pink noise at a set RMS, generated block by block with the filter state carried over."""
 
     def __init__(self, seed: int, rms: float):
-        from scipy.signal import lfilter  # imported here: scipy.signal costs 1 s and 30 MB, and only synth needs it
+        from scipy.signal import lfilter  # imported here: scipy.signal costs ~1 s and ~60 MB; only synth needs it
 
         self._lfilter = lfilter
         self._rng = np.random.default_rng([seed, _NOISE_STREAM])
