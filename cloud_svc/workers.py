@@ -82,12 +82,17 @@ class Correlator(_Loop):
         return self.index.seen_id - before >= self.cfg.batch
 
 
-def _correlator_main(cfg_data: dict, stop, parent_pid: int) -> None:
-    """A child process's whole life: correlate until told to stop or until the server that started it is gone."""
+def _correlator_main(cfg_data: dict, parent_pid: int) -> None:
+    """A child process's whole life: correlate until SIGTERM or until the server that started it is gone."""
+    import signal
+
     from cloud_svc.config import CloudConfig
 
     cfg = CloudConfig.model_validate(cfg_data)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the server decides
     repo = Repository.open(cfg.db)
     loop = Correlator(repo, cfg.fleet)
     loop.start()
@@ -104,7 +109,10 @@ def _correlator_main(cfg_data: dict, stop, parent_pid: int) -> None:
 
 
 class CorrelatorProcess:
-    """The fleet correlator in a child process, with a worker's start()/stop(); it exits with its server."""
+    """The fleet correlator in a child process, with a worker's start()/stop(); it exits with its server.
+
+    Stopping is a SIGTERM, not a shared multiprocessing primitive: a child that died while waiting on one
+    would leave the parent blocked in it for good."""
 
     name = "fleet-correlator-process"
 
@@ -112,26 +120,24 @@ class CorrelatorProcess:
         import multiprocessing
 
         self._ctx = multiprocessing.get_context("spawn")  # no inherited locks, threads or gRPC state
-        self._stop = self._ctx.Event()
         self._cfg_data = cfg.model_dump(mode="json")
         self.process = None
 
     def start(self) -> "CorrelatorProcess":
         self.process = self._ctx.Process(target=_correlator_main, name=self.name, daemon=True,
-                                         args=(self._cfg_data, self._stop, os.getpid()))
+                                         args=(self._cfg_data, os.getpid()))
         self.process.start()
         log.info("fleet correlator in process %d", self.process.pid)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None:
+        if self.process is None or self.process.exitcode is not None:
             return
-        self._stop.set()
+        self.process.terminate()  # SIGTERM: the child finishes its step and exits
         self.process.join(timeout)
         if self.process.is_alive():
-            log.warning("fleet correlator process %d did not stop in %.0f s; terminating it", self.process.pid,
-                        timeout)
-            self.process.terminate()
+            log.warning("fleet correlator process %d did not stop in %.0f s; killing it", self.process.pid, timeout)
+            self.process.kill()
             self.process.join(5.0)
 
 

@@ -97,3 +97,17 @@ def test_the_correlate_command_links_events_and_stops_on_sigterm(cloud_db):
         assert "1 fleet alerts made or extended" in out
     finally:
         repo.close()
+
+
+def test_a_server_whose_fleet_process_died_still_stops_promptly(tmp_path):
+    cfg = config.load(None, {"db": f"sqlite:///{tmp_path / 'c.db'}", "listen": "127.0.0.1:0",
+                             "clips": str(tmp_path / "clips"), "fleet.process": True})
+    srv = ServerThread(cfg)
+    srv.start()
+    [child] = [w for w in srv.app.workers if hasattr(w, "process")]
+    time.sleep(1.0)  # let it settle into its wait
+    os.kill(child.process.pid, signal.SIGKILL)
+    child.process.join(10)
+    t0 = time.monotonic()
+    srv.stop()
+    assert time.monotonic() - t0 < 15 and not srv._thread.is_alive()
