@@ -54,8 +54,8 @@ class BulkWriter:
                update: Iterable[str] = (), returning: Sequence[str] = ()) -> list:
         """INSERT rows; `ignore` skips duplicates; `update` columns are overwritten on a duplicate of the unique
         key `conflict` (SQLite needs it named; MySQL applies any unique key). `returning` columns of the rows
-        this statement inserted (not of ignored duplicates) come back on MySQL/MariaDB (`INSERT ... RETURNING`,
-        MariaDB >= 10.5); SQLite's executemany cannot return rows, so there it returns []."""
+        this statement inserted (not of ignored duplicates) come back on MariaDB >= 10.5 (`INSERT ... RETURNING`);
+        MySQL has no such clause and SQLite's executemany cannot return rows, so there it returns []."""
         if not rows:
             return []
         update = list(update)
@@ -74,6 +74,8 @@ class BulkWriter:
         tail = ""
         if update:
             tail = " ON DUPLICATE KEY UPDATE " + ", ".join(f"{self.q(c)} = VALUES({self.q(c)})" for c in update)
+        if returning and not self.returning_supported(conn):
+            returning = ()  # MySQL proper has no INSERT ... RETURNING: the caller looks the rows up instead
         if returning:
             tail += " RETURNING " + ", ".join(self.q(c) for c in returning)
         out: list = []
@@ -88,6 +90,12 @@ class BulkWriter:
             size += len(lit) + 1
         out += self._exec(conn, head + ",".join(parts) + tail, rows=bool(returning)) or []
         return out
+
+    @staticmethod
+    def returning_supported(conn: Connection) -> bool:
+        """INSERT ... RETURNING exists on MariaDB from 10.5, not on MySQL."""
+        d = conn.dialect
+        return bool(getattr(d, "is_mariadb", False)) and tuple(d.server_version_info or ()) >= (10, 5)
 
     def select_in(self, conn: Connection, table: str, columns: Sequence[str], key: str, values: Sequence, *,
                   for_update: bool = False) -> list:

@@ -275,3 +275,17 @@ def test_a_rolled_back_commit_teaches_the_pk_cache_nothing(repo, monkeypatch):
                          .join(event_ends, event_ends.c.event_pk == events.c.id).order_by(event_ends.c.seq)).all()
     assert [(r.event_id, r.seq) for r in rows] == [(eid, 2), (eid2, 4)]
     assert count(repo, events) == 2 and count(repo, top_classes) == 3
+
+
+def test_without_insert_returning_as_on_mysql_the_pks_are_looked_up(repo, monkeypatch):
+    from cloud_svc.sqlbulk import BulkWriter
+
+    monkeypatch.setattr(BulkWriter, "returning_supported", staticmethod(lambda conn: False))
+    repo.add_device("d1")
+    a, b = uuid.uuid4().hex, uuid.uuid4().hex
+    repo.commit([BatchIn("d1", 1, [rec(1, "event", start(a)), rec(2, "event", start(b))])])
+    repo.commit([BatchIn("d1", 1, [rec(3, "event_end", end(a)), rec(4, "event_end", end(b))])])
+    with repo.engine.connect() as c:
+        rows = c.execute(sa.select(events.c.event_id, event_ends.c.seq)
+                         .join(event_ends, event_ends.c.event_pk == events.c.id).order_by(event_ends.c.seq)).all()
+    assert [tuple(r) for r in rows] == [(a, 3), (b, 4)] and count(repo, top_classes) == 4
