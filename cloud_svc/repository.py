@@ -35,7 +35,7 @@ IN_CHUNK = 1000           # ids per IN (...) list
 DEGRADED_FIGURES = ("outbox_dropped", "ring_overruns", "loop_errors")
 EVENT_COLUMNS = ("device_id", "seq", "event_id", "label", "start_ns", "score", "lat", "lon", "backend",
                  "model_sha256", "inference_ms", "created_ns", "received_ns")
-PK_CACHE_SIZE = 200_000  # (device_id, event_id) -> pk pairs kept per process: about 40 MB at most
+PK_CACHE_SIZE = 200_000  # (device_id, event_id) -> pk pairs kept per process: some tens of MB at most
 END_COLUMNS = ("event_pk", "seq", "end_ns", "score", "embedding_f16", "clip_dropped", "created_ns", "received_ns")
 _quote = json.encoder.encode_basestring  # C: a JSON string literal
 
@@ -294,7 +294,7 @@ class Repository:
         new = bulk.insert(conn, "events", EVENT_COLUMNS,
                           [self._event_row(d, r, now) for d, r in recs if r.kind == "event"], ignore=True,
                           returning=("id", "device_id", "event_id"))
-        pks = {(d, e): pk for pk, d, e in new}  # rows this statement inserted (MySQL; SQLite returns none)
+        pks = {(d, e): pk for pk, d, e in new}  # rows this statement inserted (MariaDB; MySQL, SQLite: none)
         fresh = dict(pks)
         unknown = set()
         for d, r in recs:  # ends of events stored by earlier commits: their pks are usually remembered
