@@ -305,17 +305,19 @@ class Repository:
                     unknown.add(r.payload.event_id)
                 else:
                     pks[key] = pk
-        if unknown:
-            found = self._event_pks(conn, sorted(unknown))
+
+        def look_up(event_ids: set[str]) -> None:
+            found = self._event_pks(conn, sorted(event_ids))
             pks.update(found)
             fresh.update(found)
+
+        if unknown:
+            look_up(unknown)
 
         orphans = [(d, r) for d, r in recs if r.kind == "event_end" and (d, r.payload.event_id) not in pks]
         if orphans:
             bulk.insert(conn, "events", EVENT_COLUMNS, [self._event_row(d, r, now) for d, r in orphans], ignore=True)
-            found = self._event_pks(conn, sorted({r.payload.event_id for _, r in orphans}))
-            pks.update(found)
-            fresh.update(found)
+            look_up({r.payload.event_id for _, r in orphans})
         end_rows, class_rows, clip_rows, jobs = [], [], [], []
         for d, r in recs:
             e: EventIn = r.payload
@@ -593,11 +595,9 @@ class Repository:
             return self._correlate_sqlite(index, min_devices, batch, settle_s, cursor)
         now = time.time_ns()
         with self._write() as conn:
-            conn.execute(self._insert_ignore(cursors).values(name=cursor, value=0))
-            pos = conn.scalar(sa.select(cursors.c.value).where(cursors.c.name == cursor)
-                              .with_for_update(skip_locked=True))
+            pos = self._cursor(conn, cursor, create=True, skip_locked=True)
             mine = pos is not None
-            pos = int(pos) if mine else conn.scalar(sa.select(cursors.c.value).where(cursors.c.name == cursor))
+            pos = pos if mine else self._cursor(conn, cursor)
             plan = self._plan_links(conn, index, pos, mine, now, min_devices, batch, settle_s)
             touched = {self._link_fleet(conn, p, near) for p, near in plan}
             if mine and index.seen_id > pos:
@@ -612,15 +612,14 @@ class Repository:
         the stored cursor on the next step, so no event is skipped."""
         now = time.time_ns()
         with self._read() as conn:
-            pos = int(conn.scalar(sa.select(cursors.c.value).where(cursors.c.name == cursor)) or 0)
+            pos = self._cursor(conn, cursor) or 0
             before = index.seen_id
             plan = self._plan_links(conn, index, pos, True, now, min_devices, batch, settle_s)
         if not plan and index.seen_id <= pos:
             return []
         try:
             with self._write() as conn:
-                conn.execute(self._insert_ignore(cursors).values(name=cursor, value=0))
-                if int(conn.scalar(sa.select(cursors.c.value).where(cursors.c.name == cursor))) != pos:
+                if self._cursor(conn, cursor, create=True) != pos:
                     index.reset()  # someone else went on from here: follow their cursor
                     return []
                 touched = {self._link_fleet(conn, p, near) for p, near in plan}
@@ -631,6 +630,16 @@ class Repository:
                 index.reset()
             raise
         return sorted(touched)
+
+    def _cursor(self, conn: Connection, name: str, *, create: bool = False,
+                skip_locked: bool = False) -> Optional[int]:
+        """The correlator cursor's position (created at 0 first if asked); None when absent, or when skip_locked
+        finds the row held by another correlator."""
+        if create:
+            conn.execute(self._insert_ignore(cursors).values(name=name, value=0))
+        q = sa.select(cursors.c.value).where(cursors.c.name == name)
+        value = conn.scalar(q.with_for_update(skip_locked=True) if skip_locked else q)
+        return None if value is None else int(value)
 
     def _plan_links(self, conn: Connection, index: FleetIndex, pos: int, mine: bool, now: int, min_devices: int,
                     batch: int, settle_s: float) -> list[tuple[Placed, list[Placed]]]:

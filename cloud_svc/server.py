@@ -208,7 +208,7 @@ class ServerThread:
         self.stop()
 
 
-SWITCH_INTERVAL_S = float(os.environ.get("CLOUD_SVC_SWITCH_INTERVAL_S", "0.0005"))
+SWITCH_INTERVAL_S = 0.0005  # measured against the default 5 ms with bench/ingest.py (BENCHMARKS.md)
 
 
 def tune_gc() -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 from typing import Iterable, Optional, Sequence
 
+import pymysql
 from pymysql.converters import escape_string
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
 MAX_STATEMENT_BYTES = 4 << 20  # well under MariaDB's default max_allowed_packet (16 MiB)
@@ -138,9 +140,6 @@ class BulkWriter:
         context costs more CPU per statement than PyMySQL's round trip here, and these statements need none of
         it: no parameters (so PyMySQL does no "%" formatting), no result typing. Driver errors are raised as
         SQLAlchemy's, as exec_driver_sql would, so callers see one kind of exception."""
-        import pymysql
-        from sqlalchemy import exc as sa_exc
-
         cur = conn.connection.dbapi_connection.cursor()
         try:
             cur.execute(sql)
