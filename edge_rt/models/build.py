@@ -253,13 +253,18 @@ def build_int8(patch_gd, pack, out_dir: Path):
     return {"calibration_patches": int(len(calib)), "calibration": "clip pack" if pack is not None else "golden files"}
 
 
-def write_lock(man: dict[str, Any]) -> Path:
-    """Record the artifacts' sha256 as the ones every later build must reproduce."""
+def write_lock(man: dict[str, Any], names: tuple[str, ...] = paths.ARTIFACTS) -> Path:
+    """Add the artifacts' sha256 to the ones later builds must reproduce (one per CPU family, see load_lock)."""
     lock_path = paths.REPO_ROOT / "models" / paths.LOCK
+    old = manifest.load_lock()
+    shas = {}
+    for n in names:
+        new = man["artifacts"][n]["sha256"]
+        shas[n] = sorted(set(old.get(n, [])) | {new}) if n in paths.ARTIFACTS else [new]
     lock_path.write_text(json.dumps(
-        {"comment": "sha256 of each artifact a reproducible `python -m edge_rt.models build` produces",
-         "tools": man["tools"],
-         "sha256": {n: man["artifacts"][n]["sha256"] for n in paths.ARTIFACTS}},
+        {"comment": "sha256 of each artifact a reproducible `python -m edge_rt.models build` produces; TFLite files "
+                    "have one value per CPU family (the converter folds constants with the CPU's own kernels)",
+         "tools": man["tools"], "sha256": shas},
         indent=2, sort_keys=True) + "\n")
     return lock_path
 
@@ -369,7 +374,7 @@ def build(out_dir: Path | None = None, force: bool = False, update_lock: bool = 
                    for n in state["goldens"]},
     }
     lock = manifest.load_lock()
-    mismatched = [n for n, e in man["artifacts"].items() if n in lock and lock[n] != e["sha256"]]
+    mismatched = manifest.lock_mismatches(lock, {n: e["sha256"] for n, e in man["artifacts"].items()})
     if update_lock:
         console.print(f"updated {write_lock(man)}")
     elif mismatched:

@@ -35,9 +35,21 @@ def save(model_dir: Path, manifest: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def load_lock() -> dict[str, str]:
+def load_lock() -> dict[str, list[str]]:
+    """artifact -> the sha256 values a reproducible build may produce.
+
+    The TFLite converter folds constants with the build CPU's own vector kernels, so an AVX2 and an AVX-512
+    host each reproduce their own bytes exactly; the lock lists one value per such CPU family.
+    """
     path = paths.REPO_ROOT / "models" / paths.LOCK
-    return json.loads(path.read_text())["sha256"] if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    return {n: [v] if isinstance(v, str) else list(v) for n, v in json.loads(path.read_text())["sha256"].items()}
+
+
+def lock_mismatches(lock: dict[str, list[str]], shas: dict[str, str]) -> list[str]:
+    """Names in `shas` whose sha256 the lock lists but does not accept."""
+    return [n for n, sha in shas.items() if n in lock and sha not in lock[n]]
 
 
 def check_artifact(model_dir: Path, name: str, manifest: dict[str, Any] | None = None) -> str:

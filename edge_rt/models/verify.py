@@ -19,7 +19,7 @@ def verify(model_dir=None) -> int:
     for name in paths.ARTIFACTS:
         try:
             sha = manifest.check_artifact(model_dir, name, man)
-            lock_note = "" if lock.get(name, sha) == sha else "  (differs from artifacts.lock.json)"
+            lock_note = "  (differs from artifacts.lock.json)" if manifest.lock_mismatches(lock, {name: sha}) else ""
             if lock_note:
                 problems.append(f"{name}: sha256 differs from models/artifacts.lock.json")
             console.print(f"[green]ok[/]  {name:26s} sha256 {sha[:16]}…  {man['artifacts'][name]['bytes']:>11,d} B{lock_note}")
