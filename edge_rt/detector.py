@@ -11,8 +11,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from edge_rt.config import DetectorConfig, RuleConfig
-from edge_rt.errors import ConfigError
 from edge_rt.params import PARAMS
+from edge_rt.scoring import LabelScorer
 
 log = logging.getLogger("edge_rt.detector")
 hear = logging.getLogger("edge_rt.detector.hears")  # the "what the model hears" stream, at DEBUG
@@ -37,6 +37,9 @@ class Window:
     dbfs: float
     embedding: Optional[np.ndarray] = None  # float32[1024]
     head: Optional[dict[str, float]] = None  # label -> probability from the trained head
+    labels: Optional[np.ndarray] = None  # float32[L] label scores, set by the detector's LabelScorer
+    onset: Optional[float] = None  # onset_s/offset_s when known already (replayed windows carry no patch)
+    offset: Optional[float] = None
 
 
 @dataclass
@@ -111,19 +114,22 @@ def _edges(patch: np.ndarray) -> Optional[tuple[int, int]]:
 
 
 def onset_s(w: Window) -> float:
+    if w.onset is not None:
+        return w.onset
     edges = _edges(w.patch)
     return w.start_s + (edges[0] * FRAME_S if edges else 0.0)
 
 
 def offset_s(w: Window) -> float:
+    if w.offset is not None:
+        return w.offset
     edges = _edges(w.patch)
     return w.start_s + ((edges[1] + 1) * FRAME_S if edges else WINDOW_S)
 
 
 class _LabelTrack:
-    def __init__(self, label: str, idx: np.ndarray, threshold: float, min_hits: int, start_window: int,
-                 veto: list[str]):
-        self.label, self.idx, self.threshold, self.min_hits, self.veto = label, idx, threshold, min_hits, veto
+    def __init__(self, label: str, pos: int, threshold: float, min_hits: int, start_window: int):
+        self.label, self.pos, self.threshold, self.min_hits = label, pos, threshold, min_hits
         self.recent: deque[Optional[Window]] = deque(maxlen=start_window)
         self.active: Optional[Event] = None
         self.misses = 0
@@ -160,25 +166,19 @@ class Detector:
         self.cfg = cfg
         self.names = list(class_names)
         index = {n: i for i, n in enumerate(self.names)}
-        self.tracks: list[_LabelTrack] = []
-        for label, lc in cfg.labels.items():
-            unknown = [c for c in lc.classes if c not in index]
-            if unknown:
-                raise ConfigError(f"label {label!r} names classes YAMNet does not have: {unknown}")
-            self.tracks.append(_LabelTrack(label, np.array([index[c] for c in lc.classes]), lc.threshold,
-                                           lc.min_hits, cfg.start_window, lc.head_veto))
+        self.scorer = LabelScorer(cfg, self.names)
+        self.tracks = [_LabelTrack(label, j, lc.threshold, lc.min_hits, cfg.start_window)
+                       for j, (label, lc) in enumerate(cfg.labels.items())]
         self.quiet_windows = max(1, math.ceil(cfg.quiet_s / HOP_S))
         speech = cfg.labels.get("speech")
         self.speech_idx = np.array([index[c] for c in (speech.classes if speech else [SPEECH_CLASS])])
         self.rules = RuleEngine(rules)
 
-    def label_scores(self, w: Window) -> dict[str, float]:
-        group = {t.label: float(w.scores[t.idx].max()) for t in self.tracks}
-        out = dict(group)
-        for t in self.tracks:
-            if w.head and t.label in w.head and all(group[v] < self.cfg.head_veto_min for v in t.veto):
-                out[t.label] = max(group[t.label], self.cfg.head_weight * w.head[t.label])
-        return out
+    def label_scores(self, w: Window) -> np.ndarray:
+        """float32[L] label scores of a window (computed once, by the shared LabelScorer)."""
+        if w.labels is None:
+            w.labels = self.scorer(w.scores[None, :], [w.head])[0]
+        return w.labels
 
     def push(self, w: Window) -> Output:
         out = Output()
@@ -189,7 +189,7 @@ class Detector:
             hear.debug("t=%.2f %.0f dBFS hears %s", w.start_s, w.dbfs,
                        ", ".join(f"{self.names[i]} {w.scores[i]:.2f}" for i in top))
         for t in self.tracks:
-            hit = loud and scores[t.label] >= t.threshold
+            hit = loud and scores[t.pos] >= t.threshold
             ev = t.active
             if ev is None:
                 t.recent.append(w if hit else None)
@@ -197,14 +197,14 @@ class Detector:
                 if hit and len(hits) >= t.min_hits:
                     ev = t.active = Event(t.label, onset_s(hits[0]), 0.0)
                     for x in hits:
-                        self._absorb(ev, x, scores[t.label] if x is w else self.label_scores(x)[t.label])
+                        self._absorb(ev, x, float(self.label_scores(x)[t.pos]))
                     t.recent.clear()
                     t.misses = 0
                     out.started.append(ev)
                     out.alerts.extend(self.rules.on_start(ev))
                 continue
             if hit:
-                self._absorb(ev, w, scores[t.label])
+                self._absorb(ev, w, float(scores[t.pos]))
                 t.misses = 0
             else:
                 t.misses += 1

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import os
 from importlib import resources
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edge_rt.config.layers import load_layers
+from edge_rt.config.layers import load_layers, merge
 from edge_rt.errors import ConfigError
 
 ENV_PREFIX = "EDGE_RT__"
@@ -25,6 +25,10 @@ class LabelConfig(_Strict):
     head_veto: list[str] = Field(default_factory=list, description=(
         "labels whose own AudioSet group score, at or above detector.head_veto_min in a window, stops the trained "
         "head's probability for this label from counting there (the head confuses a siren's tail with a scream)"))
+    fusion: Literal["max", "blend"] = Field("max", description=(
+        "how the head's probability h joins the AudioSet group score g: max(g, w*h) or (1-w)*g + w*h"))
+    head_weight: Optional[float] = Field(None, ge=0.0, le=1.0, description=(
+        "w for this label; unset: detector.head_weight"))
 
 
 class DetectorConfig(_Strict):
@@ -94,12 +98,31 @@ class EdgeConfig(_Strict):
         return self
 
 
-def defaults() -> dict:
-    return yaml.safe_load(resources.files("edge_rt.config").joinpath("defaults.yaml").read_text())
+CALIBRATION_FILE = "calibration.yaml"
+
+
+def _shipped(name: str) -> dict:
+    return yaml.safe_load(resources.files("edge_rt.config").joinpath(name).read_text()) or {}
+
+
+def calibration() -> dict:
+    """The shipped calibration (`python -m edge_rt calibrate`): {"calibration": provenance, "detector": {...}}."""
+    if not resources.files("edge_rt.config").joinpath(CALIBRATION_FILE).is_file():
+        return {}
+    return _shipped(CALIBRATION_FILE)
+
+
+def defaults(calibrated: bool = True) -> dict:
+    """The shipped defaults: defaults.yaml (AudioSet groups and hand-set thresholds) with, unless `calibrated`
+    is False, the calibrated detector settings of calibration.yaml laid over it."""
+    base = _shipped("defaults.yaml")
+    if calibrated:
+        base = merge(base, {"detector": calibration().get("detector", {})})
+    return base
 
 
 def load(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
-         env: dict[str, str] | None = None) -> EdgeConfig:
+         env: dict[str, str] | None = None, calibrated: bool = True) -> EdgeConfig:
     """Defaults <- YAML file <- EDGE_RT__A__B env vars <- overrides {"a.b": value}; clear error on any bad key."""
-    return load_layers(EdgeConfig, what="edge config", error=ConfigError, env_prefix=ENV_PREFIX, base=defaults(),
-                       path=path, overrides=overrides, env=env)
+    return load_layers(EdgeConfig, what="edge config", error=ConfigError, env_prefix=ENV_PREFIX,
+                       base=defaults(calibrated), path=path, overrides=overrides, env=env)
