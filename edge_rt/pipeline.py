@@ -12,7 +12,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from edge_rt import frontend
-from edge_rt.analysis import HOP_SAMPLES, WINDOW_SAMPLES, dbfs, windows
+from edge_rt.analysis import HOP_SAMPLES, WINDOW_SAMPLES, BackgroundLevel, dbfs, windows
 from edge_rt.backends import Backend
 from edge_rt.config import EdgeConfig
 from edge_rt.detector import Alert, Detector, Event, Output
@@ -98,6 +98,7 @@ class Pipeline:
         self.front = frontend.StreamingFrontend()
         self.history = AudioHistory(cfg.detector.max_event_s + cfg.clips.preroll_s + 2 * PARAMS.patch_window_seconds)
         self.metrics = Metrics()
+        self.background = BackgroundLevel()
         self._read_max = cfg.runtime.max_batch * HOP_SAMPLES
         # Records of one batch of windows, written together by _commit(); and when each event's window was ready.
         self._staged: list[tuple[str, dict, Optional[bytes]]] = []
@@ -220,7 +221,7 @@ class Pipeline:
         self._patch_index += len(pts)
         levels = [dbfs(self.history.get((first + i) * HOP_SAMPLES, (first + i) * HOP_SAMPLES + WINDOW_SAMPLES))
                   for i in range(len(pts))]
-        for w, (_, ready) in zip(windows(pts, scores, emb, levels, first, self.head), batch):
+        for w, (_, ready) in zip(windows(pts, scores, emb, levels, first, self.head, self.background), batch):
             self._emit(self.detector.push(w), ready, ms / len(pts))
         self._commit()
 
