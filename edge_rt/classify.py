@@ -9,8 +9,7 @@ from typing import Iterable, Optional, TextIO
 
 import numpy as np
 
-from edge_rt import frontend
-from edge_rt.analysis import infer_windows
+from edge_rt.analysis import score_clip
 from edge_rt.backends import Backend
 from edge_rt.config import EdgeConfig
 from edge_rt.detector import Detector
@@ -28,10 +27,8 @@ def top_k(scores: np.ndarray, names, k: int) -> list[list]:
 
 def classify_waveform(wave: np.ndarray, cfg: EdgeConfig, backend: Backend, names, head: Optional[Head]) -> dict:
     """float32[samples] at 16 kHz -> the contract's dict (without "file")."""
-    lm = frontend.log_mel(wave, pad=True)
-    pts = frontend.patches(lm)
-    wins = infer_windows(backend, pts, wave, head)
     det = Detector(cfg.detector, cfg.rules, names)
+    wins, _ = score_clip(wave, backend, head, det.scorer)
     events, alerts = [], []
     for w in wins:
         out = det.push(w)

@@ -1,9 +1,7 @@
 """The verifier base class, clip decoding, and the edge's label groups that verdicts are stated in."""
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
-from math import gcd
 from typing import Optional
 
 import numpy as np
@@ -19,20 +17,17 @@ class ClipDecodeError(CloudError):
 
 
 def decode(clip: bytes, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """FLAC/WAV/OGG bytes -> float32[samples] mono at `sample_rate`."""
-    import soundfile as sf
+    """FLAC/WAV/OGG bytes -> float32[samples] mono at 16 kHz, by the edge's own reader (soxr), so the verifier
+    hears a clip exactly as the edge hears the same file."""
+    from edge_rt.capture.files import decode_clip
+    from edge_rt.errors import EdgeRtError
 
+    if sample_rate != SAMPLE_RATE:
+        raise ValueError(f"clips decode to YAMNet's {SAMPLE_RATE} Hz only, not {sample_rate}")
     try:
-        audio, sr = sf.read(io.BytesIO(clip), dtype="float32", always_2d=True)
-    except Exception as exc:  # noqa: BLE001 - libsndfile errors
+        return decode_clip(clip)
+    except EdgeRtError as exc:
         raise ClipDecodeError(f"cannot decode clip: {exc}") from exc
-    mono = audio.mean(axis=1).astype(np.float32)
-    if sr != sample_rate:
-        from scipy.signal import resample_poly
-
-        g = gcd(int(sr), sample_rate)
-        mono = resample_poly(mono, sample_rate // g, int(sr) // g).astype(np.float32)
-    return np.clip(mono, -1.0, 1.0)
 
 
 @dataclass(frozen=True)

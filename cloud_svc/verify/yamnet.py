@@ -1,4 +1,5 @@
-"""The `yamnet` verifier: the float YAMNet on the whole clip, max over frames, plus the distress head if built."""
+"""The `yamnet` verifier: the float YAMNet and the distress head over the whole clip, scored by the edge's own
+label scoring (groups, head fusion, veto), max over the clip's windows."""
 from __future__ import annotations
 
 import logging
@@ -8,7 +9,7 @@ import numpy as np
 
 from cloud_svc.domain import VerifyResult
 from cloud_svc.errors import VerifierUnavailable
-from cloud_svc.verify.base import Verifier, decode, edge_label_groups
+from cloud_svc.verify.base import Verifier, decode
 
 log = logging.getLogger("cloud_svc.verify")
 
@@ -16,11 +17,14 @@ log = logging.getLogger("cloud_svc.verify")
 class YamnetVerifier(Verifier):
     KEY = "yamnet"
 
-    def __init__(self, model_dir: Optional[str] = None, threads: int = 1, head_weight: float = 1.0):
+    def __init__(self, model_dir: Optional[str] = None, threads: int = 1, head_weight: Optional[float] = None):
+        """`head_weight` overrides every label's weight of the head (0: AudioSet groups alone); by default the
+        verifier scores exactly as the edge's shipped detector does."""
         try:
-            from edge_rt import backends, frontend
+            from edge_rt import backends, config
             from edge_rt.head import Head
             from edge_rt.models.classmap import class_names
+            from edge_rt.scoring import LabelScorer
 
             self.backend = backends.load("onnxruntime", model_dir, threads=threads)
             names = class_names(model_dir)
@@ -28,25 +32,21 @@ class YamnetVerifier(Verifier):
         except Exception as exc:  # noqa: BLE001 - EdgeRtError, ImportError: say what is missing
             raise VerifierUnavailable(f"the yamnet verifier needs the built YAMNet models (`make setup`): {exc}") \
                 from exc
-        self.frontend = frontend
-        index = {n: i for i, n in enumerate(names)}
-        self.groups = {g.label: np.array([index[c] for c in g.classes if c in index]) for g in edge_label_groups()}
-        self.thresholds = {g.label: g.threshold for g in edge_label_groups()}
-        self.head_weight = head_weight
+        det = config.load(env={}).detector
+        if head_weight is not None:
+            labels = {k: v.model_copy(update={"head_weight": head_weight}) for k, v in det.labels.items()}
+            det = det.model_copy(update={"labels": labels, "head_weight": head_weight})
+        self.scorer = LabelScorer(det, names)
+        self.groups = dict(zip(self.scorer.labels, self.scorer.idx))
+        self.thresholds = {label: lc.threshold for label, lc in det.labels.items()}
         log.info("yamnet verifier: %s%s", self.backend.name, ", with the distress head" if self.head else "")
 
     def scores(self, wave: np.ndarray) -> dict[str, float]:
-        """float32[samples] 16 kHz -> label -> max over the clip's frames of the label's score."""
-        patches = self.frontend.patches(self.frontend.log_mel(wave, pad=True))  # float32[N, 96, 64]
-        class_scores, emb = self.backend.infer(patches)                         # [N, 521], [N, 1024]
-        peak = class_scores.max(axis=0)                                         # [521]: max over frames
-        out = {lab: float(peak[idx].max()) for lab, idx in self.groups.items() if idx.size}
-        if self.head is not None:
-            for frame in self.head.per_label(emb):
-                for lab, p in frame.items():
-                    if lab in out:
-                        out[lab] = max(out[lab], self.head_weight * float(p))
-        return out
+        """float32[samples] 16 kHz -> label -> max over the clip's windows of the label's score."""
+        from edge_rt.analysis import score_clip
+
+        _, labels = score_clip(wave, self.backend, self.head, self.scorer)  # float32[N, L]
+        return self.scorer.as_dict(labels.max(axis=0))
 
     def verify(self, clip: bytes, fmt: str, label: str) -> VerifyResult:
         wave = decode(clip)

@@ -111,10 +111,23 @@ def play_file(path: Path, feed: Feed) -> bool:
 def read_clip(path: Path) -> np.ndarray:
     """The whole file as float32[n] mono at 16 kHz, NaN/Inf set to 0 (for short clips; raises like play_file)."""
     check_audio_file(path)
+    return _decode(str(path), str(path))
+
+
+def decode_clip(data: bytes, what: str = "clip") -> np.ndarray:
+    """Encoded audio bytes (FLAC, WAV, OGG...) as float32[n] mono at 16 kHz, exactly as `read_clip` reads a file."""
+    import io
+
+    if not data:
+        raise EmptySourceError(f"{what} is empty (0 bytes)")
+    return _decode(io.BytesIO(data), what)
+
+
+def _decode(source, what: str) -> np.ndarray:
     try:
-        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)  # float32[n, channels]
-    except sf.SoundFileError as err:
-        raise AudioDecodeError(f"{path} could not be decoded as audio ({_reason(err)})") from None
+        audio, rate = sf.read(source, dtype="float32", always_2d=True)  # float32[n, channels]
+    except (sf.SoundFileError, RuntimeError, TypeError) as err:
+        raise AudioDecodeError(f"{what} could not be decoded as audio ({_reason(err)})") from None
     audio = np.where(np.isfinite(audio), audio, np.float32(0)).astype(np.float32, copy=False)
     return resample_whole(audio, rate)
 
