@@ -146,9 +146,28 @@ def transient(kind: str, rng: np.random.Generator, brightness: float = 0.5) -> n
     return (x / peak * 0.5).astype(np.float32)
 
 
-def clatter(rng: np.random.Generator, seconds: float = 2.0, count: int | None = None) -> np.ndarray:
-    """float32[seconds*16000]: a burst of random transients of every kind and brightness (a kitchen, a desk)."""
+def typing(rng: np.random.Generator, seconds: float = 2.0) -> np.ndarray:
+    """float32[seconds*16000]: a train of clicks and taps 60-250 ms apart, uneven in level and brightness (a
+    keyboard, a rattle, a spoon stirred in a cup): the rapid ticking that glass-break detectors mistake."""
     n = int(seconds * SR)
+    out = np.zeros(n, np.float32)
+    kind = str(rng.choice(["click", "tap"]))
+    base = float(rng.uniform(0, 1))
+    t = int(rng.uniform(0, 0.1) * SR)
+    while t < n:
+        x = gain_db(transient(kind, rng, float(np.clip(base + rng.normal(0, 0.15), 0, 1))), float(rng.uniform(-12, 0)))
+        seg = x[:n - t]
+        out[t:t + seg.size] += seg
+        t += int(rng.uniform(0.06, 0.25) * SR)
+    return np.clip(out, -1.0, 1.0)
+
+
+def clatter(rng: np.random.Generator, seconds: float = 2.0, count: int | None = None) -> np.ndarray:
+    """float32[seconds*16000]: a burst of random transients of every kind and brightness (a kitchen, a desk);
+    with `count` None, a third of the bursts are `typing` trains instead."""
+    n = int(seconds * SR)
+    if count is None and rng.uniform() < 1 / 3:
+        return typing(rng, seconds)
     out = np.zeros(n, np.float32)
     for _ in range(count if count is not None else int(rng.integers(1, 7))):
         t = transient(str(rng.choice(TRANSIENT_KINDS)), rng, float(rng.uniform(0, 1)))
@@ -157,6 +176,34 @@ def clatter(rng: np.random.Generator, seconds: float = 2.0, count: int | None = 
         seg = t[:n - at]
         out[at:at + seg.size] += seg
     return np.clip(out, -1.0, 1.0)
+
+
+def noise_burst(rng: np.random.Generator, seconds: float = 2.0, brightness: float | None = None) -> np.ndarray:
+    """float32[seconds*16000]: a household hiss, peak about -6 dBFS: band-passed noise that swells and fades
+    (a kettle, a shower, a tap, spray, a hair dryer), sometimes wavering as running water does. Broadband
+    sounds are what a scream detector confuses them with, so the head needs to have heard them.
+    `brightness` in [0, 1] moves the band up (drawn when None)."""
+    from scipy.signal import butter, sosfilt
+
+    if seconds <= 0:
+        raise AugmentError(f"a noise burst needs a positive length, got {seconds} s")
+    b = float(rng.uniform(0, 1)) if brightness is None else float(brightness)
+    if not 0.0 <= b <= 1.0:
+        raise AugmentError(f"brightness must be in [0, 1], got {brightness}")
+    n = int(seconds * SR)
+    centre = 300.0 * (20.0 ** b)  # 300 Hz .. 6 kHz
+    lo, hi = centre / rng.uniform(1.5, 4.0), min(centre * rng.uniform(1.5, 4.0), 0.45 * SR)
+    sos = butter(4, [max(lo, 40.0), hi], btype="bandpass", fs=SR, output="sos")
+    x = sosfilt(sos, rng.standard_normal(n))
+    t = np.arange(n) / SR
+    rise, fall = rng.uniform(0.02, 0.4), rng.uniform(0.05, 0.6)
+    env = np.minimum(1.0, np.minimum(t / rise, (seconds - t) / fall)).clip(0, 1)
+    if rng.uniform() < 0.5:  # running water: a fast, irregular waver
+        env = env * (1 + 0.5 * np.interp(t, np.linspace(0, seconds, int(seconds * 30) + 2),
+                                         rng.uniform(-1, 1, int(seconds * 30) + 2)))
+    x = x * env
+    peak = float(np.max(np.abs(x))) or 1.0
+    return (x / peak * 0.5).astype(np.float32)
 
 
 def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:

@@ -23,7 +23,7 @@ from edge_rt.params import PARAMS
 
 SR = PARAMS.sample_rate
 KINDS = ("ordinary", "events")
-VERSION = 2  # bump when the recipe changes: cached model outputs are keyed by it
+VERSION = 4  # bump when the recipe changes: cached model outputs are keyed by it
 EVENT_LABELS = {"glass_break": 0.3, "scream": 0.25, "shout": 0.25, "baby_cry": 0.1, "siren": 0.1}  # draw weights
 SCENE_S = {"ordinary": (25.0, 60.0), "events": (12.0, 24.0)}
 BED_DBFS = (-62.0, -32.0)  # active RMS of the ambience bed
@@ -224,12 +224,15 @@ class StreamBuilder:
                 if r < 0.55:
                     audio, source = self._turn(rng)
                     label = SPEECH
-                elif r < 0.75:
+                elif r < 0.72:
                     audio, source = self._say(rng)
                     label = SPEECH
-                elif r < 0.95:
+                elif r < 0.85:
                     audio, source = augment.clatter(rng, float(rng.uniform(0.5, 2.5))), "clatter"
                     label = CLATTER
+                elif r < 0.95:
+                    audio, source = augment.noise_burst(rng, float(rng.uniform(0.5, 4.0))), "hiss"
+                    label = BACKGROUND
                 else:
                     t += int(rng.uniform(2, 6) * SR)
                     continue
@@ -238,7 +241,7 @@ class StreamBuilder:
             audio = audio[: n - t]
             mix[t:t + audio.size] += audio
             items.append(Item(label, offset + t, audio, source))
-            if label != CLATTER:
+            if label not in (CLATTER, BACKGROUND):
                 a, b = active_span(audio)
                 truth.append(Truth(label, round((offset + t) / SR + a, 3), round((offset + t) / SR + b, 3), source,
                                    None if snr_note is None else round(snr_note, 1)))

@@ -382,3 +382,47 @@ def test_pink_noise_power_falls_about_10_db_per_decade():
 def test_pink_noise_is_deterministic_per_seed():
     assert np.array_equal(A.pink_noise(5000, rng(2)), A.pink_noise(5000, rng(2)))
     assert not np.array_equal(A.pink_noise(5000, rng(2)), A.pink_noise(5000, rng(3)))
+
+
+# --------------------------------------------------------------------------- noise_burst
+
+
+def test_noise_burst_has_the_requested_length_peak_and_swells_and_fades():
+    x = A.noise_burst(rng(3), 2.0, 0.5)
+    assert x.dtype == np.float32 and x.shape == (2 * SR,)
+    assert float(np.max(np.abs(x))) == pytest.approx(0.5, rel=1e-3)
+    edge, middle = rms(x[: SR // 100]), rms(x[SR - SR // 4: SR + SR // 4])
+    assert edge < 0.5 * middle  # it starts from (almost) nothing
+
+
+def test_noise_burst_brightness_moves_its_band_up():
+    def centroid(x):
+        f, p = power_spectrum(x)
+        return float(np.sum(f * p) / np.sum(p))
+
+    dull = np.mean([centroid(A.noise_burst(rng(s), 1.5, 0.05)) for s in range(4)])
+    bright = np.mean([centroid(A.noise_burst(rng(s), 1.5, 0.95)) for s in range(4)])
+    assert bright > 3 * dull
+
+
+def test_noise_burst_is_deterministic_per_seed_and_checks_its_arguments():
+    np.testing.assert_array_equal(A.noise_burst(rng(9), 1.0), A.noise_burst(rng(9), 1.0))
+    assert not np.array_equal(A.noise_burst(rng(9), 1.0), A.noise_burst(rng(10), 1.0))
+    with pytest.raises(A.AugmentError, match="positive length"):
+        A.noise_burst(rng(1), 0.0)
+    with pytest.raises(A.AugmentError, match="brightness"):
+        A.noise_burst(rng(1), 1.0, 1.5)
+
+
+# --------------------------------------------------------------------------- typing
+
+
+def test_typing_is_a_train_of_clicks_a_few_per_second_apart():
+    x = A.typing(rng(4), 2.0)
+    assert x.shape == (2 * SR,) and np.all(np.abs(x) <= 1.0)
+    frame = SR // 100
+    env = np.sqrt(np.mean(x[: x.size // frame * frame].reshape(-1, frame).astype(np.float64) ** 2, axis=1))
+    loud = env > 0.1 * env.max()
+    onsets = np.flatnonzero(loud[1:] & ~loud[:-1])
+    assert 6 <= onsets.size <= 40  # 60-250 ms apart over 2 s
+    np.testing.assert_array_equal(x, A.typing(rng(4), 2.0))
