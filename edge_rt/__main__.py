@@ -20,6 +20,8 @@ EPILOG = textwrap.dedent("""\
           --device-id lamp-17 --token $TOKEN
       python -m edge_rt run --source mic:hw:1,0 --backend tflite-fp16
       python -m edge_rt demo                                     # the golden signals through every backend
+      python -m edge_rt evaluate streams:test ../shared/negatives --out eval/   # raw groups vs shipped detector
+      python -m edge_rt calibrate                                # re-choose thresholds/fusion, write the YAML
     """)
 
 
@@ -63,6 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     _common(r)
     sub.add_parser("demo", help="classify the golden signals with every local backend")
+    e = sub.add_parser("evaluate", help="raw AudioSet groups vs the shipped detector on labelled data: table, "
+                       "JSON and figures", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    e.add_argument("data", nargs="+", metavar="DATA",
+                   help="streams:SPLIT (generated streams: calib or test) | a CSV (file,label) | a folder with "
+                        "labels.csv | a folder of label folders | a folder of saved streams")
+    e.add_argument("--out", default="evaluation", help="folder for evaluation.json and the PNG figures")
+    _common(e)
+    k = sub.add_parser("calibrate", help="choose per-label thresholds, minimum hits and fusion on the calib split "
+                       "and write them as the shipped detector YAML", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    k.add_argument("--seed", type=int, default=None, help="stream seed (default: the shipped one)")
+    k.add_argument("--out", help="write the YAML here instead of edge_rt/config/calibration.yaml")
+    _common(k)
     return ap
 
 
@@ -158,6 +173,38 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _float_backend(args):
+    """Calibration and evaluation run the float model the head was trained on, unless told otherwise."""
+    from edge_rt import backends
+
+    return backends.load(args.backend or "onnxruntime", args.model_dir, threads=args.threads or 1)
+
+
+def cmd_evaluate(args) -> int:
+    from edge_rt.evaluation.evaluate import evaluate
+    from edge_rt.head import Head
+    from edge_rt.models.classmap import class_names
+
+    cfg = _config(args)
+    evaluate(args.data, cfg, _float_backend(args), Head.load_optional(args.model_dir), class_names(args.model_dir),
+             Path(args.out), command="python -m edge_rt " + " ".join(sys.argv[1:]))
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from edge_rt.evaluation import calibrate
+    from edge_rt.evaluation.material import STREAM_SEED
+    from edge_rt.head import Head
+    from edge_rt.models.classmap import class_names
+
+    path, check = calibrate.main(_float_backend(args), Head.load_optional(args.model_dir),
+                                 class_names(args.model_dir), Path(args.out) if args.out else None,
+                                 seed=STREAM_SEED if args.seed is None else args.seed, model_dir=args.model_dir)
+    print(f"wrote {path}: distress alerts {check['distress_alerts_per_hour']}/h on the calib split; false events/h "
+          + ", ".join(f"{k} {v}" for k, v in check["false_per_hour"].items() if v), file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
@@ -167,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_classify(args)
         if args.cmd == "run":
             return cmd_run(args)
+        if args.cmd == "evaluate":
+            return cmd_evaluate(args)
+        if args.cmd == "calibrate":
+            return cmd_calibrate(args)
         if args.cmd == "demo":
             from edge_rt import demo
 

@@ -1,0 +1,1 @@
+"""Evaluation of the detector on labelled clips and generated streams: matching, calibration, reports."""
