@@ -212,30 +212,40 @@ def trained_artifacts(with_pack: bool) -> tuple[str, ...]:
 
 
 def pack_features(out_dir: Path):
-    """(PackPatches, float32[N,1024] embeddings from the float ONNX model), or (None, None) without the pack."""
-    from edge_rt.backends.ort import OnnxRuntimeBackend
+    """The clip pack's patches (int8 calibration material), or None without the pack."""
     from edge_rt.models.dataset import load_pack
 
     if paths.data_dir() is None:
         log.warning("../shared/data is absent: no distress head; int8 calibrates on the golden files")
-        return None, None
-    pack = load_pack()
-    # The manifest does not list the fresh ONNX yet; run it directly, without the sha check.
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(out_dir / paths.PATCH_ONNX), providers=["CPUExecutionProvider"])
-    emb = np.concatenate([sess.run([paths.OUTPUT_NAMES[1]], {paths.INPUT_NAME: pack.patches[i:i + 64]})[0]
-                          for i in range(0, len(pack.patches), 64)])
-    return pack, emb
-
-
-def train_head(pack, emb, out_dir: Path):
-    from edge_rt.models import train_head as th
-
-    if pack is None:
         return None
-    report = th.train(pack, emb, out_dir)
-    log.info("distress head: C=%g, held-out accuracy %.3f", report["C"], report["held_out"]["accuracy"])
+    return load_pack()
+
+
+class FreshOnnx:
+    """The just-exported float ONNX model, run before the manifest lists it (no sha check against it)."""
+
+    def __init__(self, path: Path):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, os.cpu_count() or 1)
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.model_sha256 = manifest.sha256_file(path)
+
+    def infer(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return tuple(self.session.run(list(paths.OUTPUT_NAMES), {paths.INPUT_NAME: patches}))
+
+
+def train_head(out_dir: Path):
+    from edge_rt.datasets.corpus import negatives_dir
+    from edge_rt.models import train_head as th
+    from edge_rt.models.classmap import class_names
+
+    if paths.data_dir() is None or negatives_dir() is None:
+        log.warning("../shared/data or ../shared/negatives is absent: no distress head")
+        return None
+    report = th.train(FreshOnnx(out_dir / paths.PATCH_ONNX), out_dir, class_names(out_dir))
+    log.info("distress head: C=%g, calib-split event mAP %.3f", report["C"], report["held_out"]["event_map"])
     return report
 
 
@@ -272,8 +282,13 @@ def write_lock(man: dict[str, Any], names: tuple[str, ...] = paths.ARTIFACTS) ->
 def up_to_date(out_dir: Path) -> bool:
     try:
         man = manifest.load(out_dir)
-        for name in paths.ARTIFACTS + trained_artifacts(paths.data_dir() is not None):
-            manifest.check_artifact(out_dir, name, man)
+        from edge_rt.datasets.corpus import negatives_dir
+
+        shas = {name: manifest.check_artifact(out_dir, name, man)
+                for name in paths.ARTIFACTS + trained_artifacts(paths.data_dir() is not None
+                                                                 and negatives_dir() is not None)}
+        if manifest.lock_mismatches(manifest.load_lock(), shas):
+            return False
         for name, entry in man.get("golden", {}).items():
             if manifest.sha256_file(paths.golden_dir() / name) != entry["sha256"]:
                 return False
@@ -331,13 +346,13 @@ def build(out_dir: Path | None = None, force: bool = False, update_lock: bool = 
     def _():
         state["goldens"] = write_goldens(state["hub"], paths.golden_dir())
 
-    @step("clip pack through our front end and YAMNet")
+    @step("clip pack through our front end (int8 calibration)")
     def _():
-        state["pack"], state["pack_emb"] = pack_features(out_dir)
+        state["pack"] = pack_features(out_dir)
 
-    @step("train the distress head on the clip pack")
+    @step("train the distress head on generated event and ordinary streams")
     def _():
-        state["head"] = train_head(state["pack"], state["pack_emb"], out_dir)
+        state["head"] = train_head(out_dir)
 
     @step("static int8 models (ONNX Q/DQ, TFLite full-integer)")
     def _():
@@ -366,7 +381,7 @@ def build(out_dir: Path | None = None, force: bool = False, update_lock: bool = 
                   "onnx_opset": ONNX_OPSET},
         "artifacts": {
             name: {"sha256": manifest.sha256_file(out_dir / name), "bytes": (out_dir / name).stat().st_size}
-            for name in paths.ARTIFACTS + trained_artifacts(state["pack"] is not None)
+            for name in paths.ARTIFACTS + trained_artifacts(state["head"] is not None)
         },
         "head": state["head"],
         "int8": state["int8"],
@@ -376,11 +391,16 @@ def build(out_dir: Path | None = None, force: bool = False, update_lock: bool = 
     lock = manifest.load_lock()
     mismatched = manifest.lock_mismatches(lock, {n: e["sha256"] for n, e in man["artifacts"].items()})
     if update_lock:
-        console.print(f"updated {write_lock(man)}")
+        from edge_rt.head import HEAD_FILE
+
+        console.print(f"updated {write_lock(man, paths.ARTIFACTS + ((HEAD_FILE,) if state['head'] else ()))}")
     elif mismatched:
         raise ModelIntegrityError(
             "the build is not reproducible here: sha256 differs from models/artifacts.lock.json for "
             + ", ".join(mismatched) + f" (tools: {man['tools']}); check the pinned versions in requirements.lock")
+    man["calibration"] = manifest.calibration_entry(out_dir)
+    if man["calibration"]["present"] and not man["calibration"]["matches_head"]:
+        log.warning("the shipped detector calibration was made for another head: rerun `python -m edge_rt calibrate`")
     manifest.save(out_dir, man)
     with console.status("measuring parity against TF…"):
         man["parity"] = parity.measure(out_dir, paths.golden_dir())

@@ -68,3 +68,24 @@ def check_artifact(model_dir: Path, name: str, manifest: dict[str, Any] | None =
             f"{entry['sha256'][:16]}…; rebuild with `python -m edge_rt.models build --force`"
         )
     return actual
+
+
+def calibration_entry(model_dir: Path) -> dict[str, Any]:
+    """The shipped detector calibration (edge_rt/config/calibration.yaml): its sha256 and the head it was made for,
+    set against the head built in `model_dir`."""
+    from importlib import resources
+
+    import yaml
+
+    from edge_rt.config import CALIBRATION_FILE
+
+    ref = resources.files("edge_rt.config").joinpath(CALIBRATION_FILE)
+    if not ref.is_file():
+        return {"file": CALIBRATION_FILE, "present": False}
+    text = ref.read_bytes()
+    prov = (yaml.safe_load(text) or {}).get("calibration", {})
+    head = model_dir / "distress_head.npz"
+    built = sha256_file(head) if head.is_file() else None
+    return {"file": CALIBRATION_FILE, "present": True, "sha256": hashlib.sha256(text).hexdigest(),
+            "seed": prov.get("seed"), "head_sha256": prov.get("head_sha256"), "built_head_sha256": built,
+            "matches_head": prov.get("head_sha256") == built}

@@ -26,6 +26,14 @@ def verify(model_dir=None) -> int:
         except EdgeRtError as exc:
             problems.append(str(exc))
             console.print(f"[red]BAD[/] {name}: {exc}")
+    cal = manifest.calibration_entry(model_dir)
+    if cal["present"] and not cal["matches_head"]:
+        problems.append(f"the shipped detector calibration (edge_rt/config/{cal['file']}) was made for the head "
+                        f"{str(cal['head_sha256'])[:16]}… but the built head is {str(cal['built_head_sha256'])[:16]}…: "
+                        f"rerun `python -m edge_rt calibrate` (and commit the YAML)")
+    elif cal["present"]:
+        console.print(f"[green]ok[/]  calibration {cal['file']:14s} sha256 {cal['sha256'][:16]}…  "
+                      f"(seed {cal['seed']}, made for this head)")
     if not golden.golden_files():
         problems.append(f"no golden files in {paths.golden_dir()}: {paths.BUILD_HINT}")
     if problems:

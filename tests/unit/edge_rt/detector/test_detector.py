@@ -12,7 +12,7 @@ from edge_rt.models.classmap import class_names
 
 NAMES = class_names()
 IDX = {n: i for i, n in enumerate(NAMES)}
-CFG = config.load()
+CFG = config.load(calibrated=False, env={})  # the mechanics, at the hand-set defaults (not the calibration)
 HOP = 0.48
 
 
@@ -97,7 +97,7 @@ def test_start_and_end_are_refined_to_the_frames_of_the_sound():
 
 
 def test_max_event_length_splits_a_long_sound():
-    cfg = config.load(overrides={"detector.max_event_s": 5.0})
+    cfg = config.load(overrides={"detector.max_event_s": 5.0}, calibrated=False, env={})
     ws = [win(i, {"Siren": 0.9}) for i in range(30)]
     started, ended, _ = run(ws, cfg)
     assert len(started) >= 2 and all(e.end_s - e.start_s <= 5.0 + 0.96 for e in ended)
