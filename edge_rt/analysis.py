@@ -41,16 +41,19 @@ class BackgroundLevel:
     RISE_DB = 0.5  # per 0.48 s window: about 1 dB/s
     LEVEL_FLOOR_DBFS = -90.0  # digital silence (padding, a muted input) counts as this quiet
     RELATIVE_RANGE_DB = (-20.0, 60.0)
+    # Before the first window the room is taken to be a quiet one. Starting from the first window's own level
+    # instead told the head that a clip which opens on a break of glass was no louder than its room.
+    INITIAL_DBFS = -60.0
 
     def __init__(self) -> None:
-        self.level: Optional[float] = None
+        self.level: float = self.INITIAL_DBFS
 
     def relative(self, levels) -> np.ndarray:
         """N window levels (dBFS, in stream order) -> float32[N] dB above the background before each window."""
         out = np.empty(len(levels), np.float32)
         for i, lv in enumerate(levels):
             lv = max(float(lv), self.LEVEL_FLOOR_DBFS)
-            bg = lv if self.level is None else self.level
+            bg = self.level
             out[i] = lv - bg
             self.level = lv if lv < bg else bg + min(self.RISE_DB, lv - bg)
         return np.clip(out, *self.RELATIVE_RANGE_DB)

@@ -13,28 +13,30 @@ from edge_rt.analysis import BackgroundLevel
 RISE = BackgroundLevel.RISE_DB
 FLOOR = BackgroundLevel.LEVEL_FLOOR_DBFS
 LO, HI = BackgroundLevel.RELATIVE_RANGE_DB
+START = BackgroundLevel.INITIAL_DBFS
 
 
 def test_documented_constants():
-    assert (RISE, FLOOR, (LO, HI)) == (0.5, -90.0, (-20.0, 60.0))
+    assert (RISE, FLOOR, (LO, HI), START) == (0.5, -90.0, (-20.0, 60.0), -60.0)
 
 
-def test_the_first_window_reads_zero():
+def test_the_first_window_is_measured_against_a_quiet_room():
     out = BackgroundLevel().relative([-37.0])
-    assert out.shape == (1,) and out.dtype == np.float32 and out[0] == 0.0
+    assert out.shape == (1,) and out.dtype == np.float32 and out[0] == pytest.approx(-37.0 - START)
 
 
-def test_an_empty_batch_gives_an_empty_array_and_keeps_no_level():
+def test_an_empty_batch_gives_an_empty_array_and_keeps_the_starting_level():
     bg = BackgroundLevel()
     assert bg.relative([]).shape == (0,)
-    assert bg.level is None
+    assert bg.level == START
 
 
-def test_a_steady_room_stays_near_zero():
+def test_a_steady_room_stays_near_zero_once_the_level_has_caught_up():
     rng = np.random.default_rng(1)
     levels = -50.0 + rng.uniform(-0.2, 0.2, 200)
     out = BackgroundLevel().relative(levels)
-    assert np.all(np.abs(out) <= 0.5)
+    assert out[0] == pytest.approx(levels[0] - START, abs=1e-4)  # louder than the assumed quiet room at first
+    assert np.all(np.abs(out[25:]) <= 0.5)  # 10 dB caught up at RISE_DB per window
 
 
 def test_a_window_20_db_louder_after_ten_quiet_ones_reads_plus_20():
@@ -45,6 +47,7 @@ def test_a_window_20_db_louder_after_ten_quiet_ones_reads_plus_20():
 
 def test_the_level_falls_at_once_to_a_quieter_window():
     bg = BackgroundLevel()
+    bg.level = -40.0  # a room that has settled at -40 dBFS
     out = bg.relative([-40.0] * 5 + [-55.0, -55.0, -52.0])
     assert out[5] == pytest.approx(-15.0)
     assert out[6] == pytest.approx(0.0)  # measured against -55, not against something in between
@@ -99,9 +102,9 @@ def test_state_carries_across_calls():
     halves = np.concatenate([bg.relative(levels[:5]), bg.relative(levels[5:])])
     np.testing.assert_array_equal(halves, whole)
     # and by hand for this batch: each window against the level before it
-    level, expected = None, []
+    level, expected = START, []
     for lv in levels:
-        base = lv if level is None else level
+        base = level
         expected.append(lv - base)
         level = lv if lv < base else base + min(RISE, lv - base)
     np.testing.assert_allclose(whole, np.clip(expected, LO, HI), atol=1e-4)
@@ -110,5 +113,5 @@ def test_state_carries_across_calls():
 def test_a_new_instance_starts_a_new_stream():
     a = BackgroundLevel()
     a.relative([-80.0] * 3)
-    assert BackgroundLevel().relative([-20.0])[0] == 0.0
+    assert BackgroundLevel().relative([-20.0])[0] == pytest.approx(-20.0 - START)
     assert a.relative([-20.0])[0] == pytest.approx(HI)
