@@ -2,6 +2,7 @@
 
 Every backend runs the same scenario file in its own process (`python -m edge_rt run --fast`) pinned to one
 CPU, so peak RSS is that process's alone. The peer is the budget: RTF >= 200x, p99 <= 30 ms, RSS <= 150 MB.
+It also times the distress head with its extra features per patch beside the model in one process (<= 0.1 ms).
 
     .venv/bin/python bench/edge_pipeline.py [--seconds 120] [--repeats 3]
 """
@@ -90,6 +91,46 @@ def model_only_ms(backend: str, reps: int = 40) -> float:
     return float(out.split()[-1]) * 1e3
 
 
+HEAD_COST = """
+import sys, time, numpy as np
+from edge_rt import backends
+from edge_rt.analysis import BackgroundLevel
+from edge_rt.head import Head
+be = backends.load(sys.argv[1], threads=1)
+head = Head.load()
+rng = np.random.default_rng(0)
+x = rng.standard_normal((8, 96, 64)).astype(np.float32)
+scores, emb = be.infer(x)
+levels = rng.uniform(-60, -20, 8).tolist()
+bg = BackgroundLevel()
+def extra():
+    head.per_label(head.features(emb, scores, bg.relative(levels)))
+def model():
+    be.infer(x)
+for f in (extra, model):
+    for _ in range(5):
+        f()
+res = []
+for f in (extra, model):
+    t = []
+    for _ in range(int(sys.argv[2])):
+        t0 = time.perf_counter(); f(); t.append((time.perf_counter() - t0) / 8)
+    res.append(float(np.median(t)))
+print(res[0], res[1])
+"""
+BUDGET_HEAD_MS = 0.1
+
+
+def head_cost_ms(backend: str, reps: int = 200) -> tuple[float, float]:
+    """(ms per patch of the head and its extra features, ms per patch of the model) in one pinned process:
+    what the trained head adds to each window beside what the model costs, measured together."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", HEAD_COST, backend, str(reps)], cwd=ROOT,
+                         env=env, capture_output=True, text=True, check=True).stdout
+    head, model = (float(v) * 1e3 for v in out.split()[-2:])
+    return head, model
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=120.0, help="scenario length (default 120 s)")
@@ -118,6 +159,11 @@ def main() -> int:
                   f"{r['rtf'] / ceiling:.2f}", f"{r['events']:.0f}", f"{r['p50']:.2f}",
                   f"{r['p99']:.2f}", f"{r['rss_mb']:.0f}")
     console.print(t)
+    head_ms, model_ms = head_cost_ms(args.backends[0])
+    console.print(f"distress head + extra features (loudness above background, YAMNet voice scores): "
+                  f"{head_ms:.4f} ms per patch beside {model_ms:.2f} ms for the model ({args.backends[0]}), "
+                  f"{head_ms / model_ms:.1%} of it; budget {BUDGET_HEAD_MS} ms: "
+                  f"{'met' if head_ms <= BUDGET_HEAD_MS else 'MISSED'}")
     console.print(f"budgets: RTF >= {BUDGET_RTF:.0f}x, p99 <= {BUDGET_P99_MS:.0f} ms, RSS (tflite) <= {BUDGET_RSS_MB:.0f} MB")
     return 0
 

@@ -1,4 +1,5 @@
-"""The labelled clip pack as model inputs: every clip at 16 kHz mono, cut into log-mel patches by our front end."""
+"""The labelled clip pack as model inputs (the int8 calibration set): every clip at 16 kHz mono, cut into log-mel
+patches by our front end."""
 from __future__ import annotations
 
 import csv
@@ -8,14 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from edge_rt.analysis import window_levels
+from edge_rt.datasets.corpus import LABEL_MAP  # the pack's labels, renamed to the detector's
 from edge_rt.errors import ModelMissingError
 from edge_rt.models import paths
 
-# The pack's labels, renamed to the detector's.
-LABEL_MAP = {"shout_help": "shout"}
 SR = 16000
-# Generated negatives that the pack lacks: steady noises at many levels, and plain synthetic speech (so the
-# head learns that neither a hiss nor ordinary talk is an event).
+# Generated negatives that the pack lacks: steady noises at many levels, and plain synthetic speech (they widen
+# the int8 calibration set beyond the pack).
 NOISE_LEVELS_DBFS = (-65.0, -55.0, -45.0, -35.0, -25.0)
 NOISE_SECONDS = 6.0
 AUGMENT_SNR_DB = (10.0, 25.0)

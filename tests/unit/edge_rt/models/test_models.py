@@ -64,9 +64,14 @@ def test_manifest_records_source_sha_and_parity(model_dir):
 
 
 def test_build_is_reproducible_against_the_committed_lock(model_dir):
-    lock = json.loads((paths.REPO_ROOT / "models" / paths.LOCK).read_text())["sha256"]
+    from edge_rt.models import manifest
+
+    lock = manifest.load_lock()
     man = json.loads((model_dir / paths.MANIFEST).read_text())
-    assert {k: man["artifacts"][k]["sha256"] for k in lock} == lock
+    assert set(lock) <= set(man["artifacts"])
+    built = {k: man["artifacts"][k]["sha256"] for k in lock}
+    assert manifest.lock_mismatches(lock, built) == []
+    assert set(manifest.lock_mismatches(lock, {k: "0" * 64 for k in lock})) == set(lock)  # a wrong sha is caught
 
 
 def _verify(env_model_dir=None):
