@@ -37,7 +37,9 @@ class Window:
     dbfs: float
     embedding: Optional[np.ndarray] = None  # float32[1024]
     head: Optional[dict[str, float]] = None  # label -> probability from the trained head
-    labels: Optional[np.ndarray] = None  # float32[L] label scores, set by the detector's LabelScorer
+    # float32[L] label scores, set once by the LabelScorer of the detector (or score_clip) that first scores the
+    # window; a window belongs to one detector configuration.
+    labels: Optional[np.ndarray] = None
     onset: Optional[float] = None  # onset_s/offset_s when known already (replayed windows carry no patch)
     offset: Optional[float] = None
 
