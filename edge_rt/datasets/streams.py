@@ -130,8 +130,12 @@ def active_span(audio: np.ndarray) -> tuple[float, float]:
 class StreamBuilder:
     """Makes streams from one split's clips. Decoded clips are cached, so many streams cost one read each."""
 
-    def __init__(self, split: str, pack: Optional[list[Clip]] = None, speech: Optional[list[Clip]] = None):
+    def __init__(self, split: str, pack: Optional[list[Clip]] = None, speech: Optional[list[Clip]] = None,
+                 event_speed: Optional[tuple[float, float]] = None):
+        """`event_speed`: play each event clip at a speed drawn from this range (pitch and length move together),
+        for training material; evaluation streams leave it None and play the recordings as they are."""
         self.split = split
+        self.event_speed = event_speed
         pack = corpus.pack_clips() if pack is None else pack
         speech = corpus.speech_clips() if speech is None else speech
         self.events = {lab: corpus.by_split(pack, split, lab) for lab in EVENT_LABELS}
@@ -215,6 +219,8 @@ class StreamBuilder:
         while t < n:
             if event_at is not None and t >= event_at:
                 audio = self._read(event.path)
+                if self.event_speed is not None:
+                    audio = augment.speed(audio, float(rng.uniform(*self.event_speed)))
                 snr = float(rng.uniform(*EVENT_SNR_DB))
                 audio = augment.set_level(audio, float(rng.uniform(*QUIET_ROOM_DBFS)) if quiet else bed_level + snr)
                 label, source, snr_note = event.label, event.path.name, (None if quiet else snr)

@@ -22,7 +22,7 @@ log = logging.getLogger("edge_rt.models.head")
 SEED = 20261203
 C_GRID = (0.01, 0.03, 0.1)
 TRAIN_ORDINARY_MIN = 45.0
-TRAIN_EVENT_PASSES = 2  # every train event clip twice, in different scenes
+TRAIN_EVENT_PASSES = 3  # every train event clip three times, in different scenes and at different speeds
 VAL_ORDINARY_MIN = 20.0
 MAX_ITER = 2000
 
@@ -43,9 +43,10 @@ class Plan:
     ordinary_min: float
     event_passes: int
     event_min: float = 0.0
+    event_speed: Optional[tuple[float, float]] = None  # speed perturbation of the event clips
 
 
-TRAIN_PLAN = Plan(TRAIN_ORDINARY_MIN, TRAIN_EVENT_PASSES)
+TRAIN_PLAN = Plan(TRAIN_ORDINARY_MIN, TRAIN_EVENT_PASSES, event_speed=(0.85, 1.18))
 VAL_PLAN = Plan(VAL_ORDINARY_MIN, 1)
 
 
@@ -55,7 +56,7 @@ def _material(split: str, backend, head_like: Head, plan: Plan, progress: bool) 
     from edge_rt.datasets.streams import StreamBuilder
     from edge_rt.evaluation.windows import cached
 
-    builder = StreamBuilder(split)
+    builder = StreamBuilder(split, event_speed=plan.event_speed)
     specs = [("events", plan.event_min, plan.event_passes), ("ordinary", plan.ordinary_min, 0)]
     feats, targets, seconds = [], [], 0.0
     for kind, minutes, p in tqdm(specs, desc=f"head material ({split})", unit="stream", disable=not progress):

@@ -426,3 +426,22 @@ def test_typing_is_a_train_of_clicks_a_few_per_second_apart():
     onsets = np.flatnonzero(loud[1:] & ~loud[:-1])
     assert 6 <= onsets.size <= 40  # 60-250 ms apart over 2 s
     np.testing.assert_array_equal(x, A.typing(rng(4), 2.0))
+
+
+# --------------------------------------------------------------------------- speed
+
+
+@pytest.mark.parametrize("factor", [0.85, 1.18])
+def test_speed_moves_pitch_up_and_length_down_by_the_factor(factor):
+    tone = (0.5 * np.sin(2 * np.pi * 1000 * np.arange(SR) / SR)).astype(np.float32)
+    y = A.speed(tone, factor)
+    assert y.dtype == np.float32 and abs(y.size - SR / factor) <= 2
+    f, p = power_spectrum(y)
+    assert float(f[np.argmax(p)]) == pytest.approx(1000 * factor, rel=0.01)
+
+
+def test_speed_one_is_the_same_audio_and_a_wild_factor_is_refused():
+    x = rng(2).standard_normal(1000).astype(np.float32)
+    np.testing.assert_array_equal(A.speed(x, 1.0), x)
+    with pytest.raises(A.AugmentError, match="speed factor"):
+        A.speed(x, 3.0)
