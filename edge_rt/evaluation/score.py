@@ -12,7 +12,7 @@ import numpy as np
 
 from edge_rt.config import EdgeConfig
 from edge_rt.detector import Detector
-from edge_rt.evaluation.match import Detection, Matched, TruthSpan, event_starts, match, near
+from edge_rt.evaluation.match import Detection, Matched, event_starts, match, near
 from edge_rt.evaluation.material import Recording
 from edge_rt.head import Head
 from edge_rt.scoring import LabelScorer
@@ -141,5 +141,3 @@ def reliability(recordings: Sequence[Recording], scores: Sequence[np.ndarray], l
 def truth_labels(recordings: Sequence[Recording]) -> set[str]:
     return {t.label for r in recordings for t in r.truth}
 
-
-__all__ = ["RecordingResult", "run", "summarise", "operating_curve", "reliability", "label_scores", "TruthSpan"]
