@@ -54,6 +54,8 @@ def stream_recordings(split: str, backend, plan: Optional[Iterable[tuple[str, fl
 
     from edge_rt.datasets.streams import StreamBuilder
 
+    if plan is None and split not in STREAM_PLAN:
+        raise MaterialError(f"no generated streams for split {split!r}; use one of {sorted(STREAM_PLAN)}")
     plan = list(plan or STREAM_PLAN[split])
     builder = StreamBuilder(split)
     out = []

@@ -46,3 +46,10 @@ def test_evaluate_names_a_missing_input(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "edge_rt", "evaluate", str(tmp_path / "nope.csv")], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "nope.csv" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_evaluate_names_an_unknown_stream_split():
+    proc = subprocess.run([sys.executable, "-m", "edge_rt", "evaluate", "streams:bogus"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "bogus" in proc.stderr and "calib" in proc.stderr
+    assert "Traceback" not in proc.stderr
