@@ -18,9 +18,8 @@ import numpy as np
 import yaml
 
 from edge_rt.config import CALIBRATION_FILE, EdgeConfig
-from edge_rt.evaluation.match import Detection, event_starts, match, near
 from edge_rt.evaluation.material import STREAM_SEED, Recording
-from edge_rt.evaluation.score import ordinary
+from edge_rt.evaluation.score import ordinary, sweep
 from edge_rt.head import Head
 from edge_rt.scoring import LabelScorer
 
@@ -58,25 +57,10 @@ class Choice:
 
 def _curve(recs: Sequence[Recording], scores: Sequence[np.ndarray], label: str, cfg: EdgeConfig, min_hits: int
            ) -> tuple[np.ndarray, np.ndarray]:
-    """int[T] false events and int[T] found truths of `label` over THRESHOLDS."""
-    d = cfg.detector
-    false = np.zeros(len(THRESHOLDS), int)
-    found = np.zeros(len(THRESHOLDS), int)
-    for rec, s in zip(recs, scores):
-        loud = rec.analysed.levels >= d.loudness_gate_dbfs
-        mine = [t for t in rec.truth if t.label == label]
-        for k, thr in enumerate(THRESHOLDS):
-            hit = (s >= thr) & loud
-            if not hit.any():
-                break  # higher thresholds hit nothing either
-            starts = event_starts(hit, rec.analysed.onsets, min_hits, d.start_window, d.quiet_s, d.max_event_s)
-            m = match([Detection(label, t) for t in starts], mine)
-            found[k] += len(m.tp)
-            if ordinary(rec):
-                false[k] += len(m.false) + len(m.duplicates)
-            else:  # in an event stream, a false event near another label's truth is that event's, not life's
-                false[k] += sum(not any(near(x, t) for t in rec.truth) for x in m.false)
-    return false, found
+    """int[T] false events (ordinary recordings, and event recordings away from any truth) and int[T] found
+    truths of `label` over THRESHOLDS."""
+    sw = sweep(recs, scores, label, cfg, THRESHOLDS, min_hits)
+    return sw.false_ordinary + sw.false_elsewhere, sw.found
 
 
 def choose(label: str, recs: Sequence[Recording], cfg: EdgeConfig, names: Sequence[str], head: Optional[Head],
