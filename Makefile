@@ -28,7 +28,7 @@ $(VENV)/.deps: requirements.lock
 deps: sysdeps $(VENV)/.deps
 
 protos: deps  ## generate the gRPC code for protos/edgert/v1 into the git-ignored package edgert/
-	$(PY) -m cloud_svc.protos_build
+	$(PY) -m edgert.protos_build
 
 ext: deps protos  ## editable install; builds the Cython kernels (EDGE_RT_PUREPYTHON=1 skips them)
 	$(PIP) install -q --no-deps --no-build-isolation -e .

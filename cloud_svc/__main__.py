@@ -455,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
     if args.cmd not in ("db", "models"):
-        from cloud_svc import protos_build
+        from edgert import protos_build
 
         problem = protos_build.check_importable()
         if problem:

@@ -41,7 +41,7 @@ def _pb():
         from edgert.v1 import common_pb2, ingest_pb2, ingest_pb2_grpc
     except ImportError as exc:
         raise UplinkError(f"the generated gRPC code is missing ({exc}): run `make setup` "
-                          "(or `python -m cloud_svc.protos_build`)") from exc
+                          "(or `python -m edgert.protos_build`)") from exc
     return common_pb2, ingest_pb2, ingest_pb2_grpc
 
 

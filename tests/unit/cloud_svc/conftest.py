@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from cloud_svc import protos_build
+from edgert import protos_build
 from cloud_svc.testing import TempMariaDB, mariadb_available, wipe
 
 
