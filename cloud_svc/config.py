@@ -4,20 +4,16 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from cloud_svc.errors import ConfigError
-from edge_rt.config.layers import load_layers
+from edgert.settings import Strict, load_layers
 
 ENV_PREFIX = "CLOUD_SVC__"
 DISTRESS_LABELS = ["glass_break", "scream", "shout", "gunshot"]  # the edge's default `distress` rule
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class IngestConfig(_Strict):
+class IngestConfig(Strict):
     max_message_bytes: int = Field(4 << 20, ge=64 << 10, le=64 << 20,
                                    description="largest gRPC message accepted or sent; bigger clips are chunked")
     max_batch_records: int = Field(1000, ge=1, le=10000, description="records per RecordBatch")
@@ -36,7 +32,7 @@ class IngestConfig(_Strict):
     stale_after_s: float = Field(120.0, gt=0.0, description="a device without a heartbeat this long is stale")
 
 
-class VerifyConfig(_Strict):
+class VerifyConfig(Strict):
     distress_labels: list[str] = Field(default_factory=lambda: list(DISTRESS_LABELS),
                                        description="events with these labels are always verified")
     sample_rate: float = Field(0.05, ge=0.0, le=1.0, description="share of the other events verified")
@@ -48,7 +44,7 @@ class VerifyConfig(_Strict):
     max_attempts: int = Field(3, ge=1, le=20, description="a job failing this often is marked failed")
 
 
-class FleetConfig(_Strict):
+class FleetConfig(Strict):
     enabled: bool = True
     process: bool = Field(False, description="run the correlator in a child process of `serve` (its own GIL, so "
                                              "its work never delays acks); Subscribe sees its alerts within 1 s")
@@ -69,7 +65,7 @@ class FleetConfig(_Strict):
         return self
 
 
-class TlsConfig(_Strict):
+class TlsConfig(Strict):
     cert: Optional[str] = Field(None, description="PEM certificate chain of the server")
     key: Optional[str] = Field(None, description="PEM private key of the server")
     client_ca: Optional[str] = Field(None, description="PEM CA bundle; when set, clients must present a cert (mTLS)")
@@ -83,7 +79,7 @@ class TlsConfig(_Strict):
         return self
 
 
-class CloudConfig(_Strict):
+class CloudConfig(Strict):
     db: str = Field("sqlite:///cloud.db", min_length=1, description="SQLAlchemy URL (sqlite:/// or mysql+pymysql://)")
     listen: str = Field("127.0.0.1:50051", pattern=r"^.+:\d{1,5}$", description="HOST:PORT; port 0 picks one")
     clips: Optional[str] = Field(None, description="clip store: a folder (default: clips/ beside a SQLite file, "

@@ -6,19 +6,15 @@ from importlib import resources
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from edge_rt.config.layers import load_layers, merge
 from edge_rt.errors import ConfigError
+from edgert.settings import Strict, load_layers, merge
 
 ENV_PREFIX = "EDGE_RT__"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class LabelConfig(_Strict):
+class LabelConfig(Strict):
     classes: list[str] = Field(min_length=1, description="AudioSet display names whose max score is the label's score")
     threshold: float = Field(gt=0.0, le=1.0, description="score at or above which a window is a hit")
     min_hits: int = Field(1, ge=1, le=10, description="hits within detector.start_window windows to start an event")
@@ -31,7 +27,7 @@ class LabelConfig(_Strict):
         "w for this label; unset: detector.head_weight"))
 
 
-class DetectorConfig(_Strict):
+class DetectorConfig(Strict):
     loudness_gate_dbfs: float = Field(-55.0, ge=-140.0, le=0.0, description="windows quieter than this are ignored")
     start_window: int = Field(3, ge=1, le=20, description="windows over which min_hits are counted")
     quiet_s: float = Field(1.0, ge=0.0, le=60.0, description="silence that ends an event")
@@ -42,14 +38,14 @@ class DetectorConfig(_Strict):
     labels: dict[str, LabelConfig] = Field(min_length=1, description="label -> AudioSet classes and threshold")
 
 
-class RuleConfig(_Strict):
+class RuleConfig(Strict):
     name: str = Field(min_length=1, description="alert name")
     labels: list[str] = Field(min_length=1, description="labels that take part")
     count: int = Field(2, ge=1, le=10, description="distinct labels needed")
     window_s: float = Field(10.0, gt=0.0, le=3600.0, description="all within this many seconds")
 
 
-class ClipConfig(_Strict):
+class ClipConfig(Strict):
     enabled: bool = True
     preroll_s: float = Field(1.0, ge=0.0, le=10.0)
     max_s: float = Field(10.0, gt=0.0, le=120.0)
@@ -57,13 +53,13 @@ class ClipConfig(_Strict):
     speech_threshold: float = Field(0.5, gt=0.0, le=1.0)
 
 
-class OutboxConfig(_Strict):
+class OutboxConfig(Strict):
     path: str = Field("spool/outbox.db", description="SQLite file of the durable outbox")
     max_bytes: int = Field(64 << 20, ge=1 << 16, description="size bound; oldest dropped beyond it")
     max_age_s: float = Field(7 * 86400, gt=0, description="age bound; older records are dropped")
 
 
-class RuntimeConfig(_Strict):
+class RuntimeConfig(Strict):
     ring_seconds: float = Field(30.0, ge=2.0, le=600.0)
     max_batch: int = Field(8, ge=1, le=256)
     grace_s: float = Field(10.0, ge=0.0, le=3600.0)
@@ -71,7 +67,7 @@ class RuntimeConfig(_Strict):
     heartbeat_s: float = Field(30.0, gt=0.0, le=3600.0)
 
 
-class EdgeConfig(_Strict):
+class EdgeConfig(Strict):
     device_id: str = Field("edge-dev", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
     lat: Optional[float] = Field(None, ge=-90.0, le=90.0)
     lon: Optional[float] = Field(None, ge=-180.0, le=180.0)

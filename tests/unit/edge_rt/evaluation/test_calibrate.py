@@ -8,7 +8,7 @@ import yaml
 
 from edge_rt import config
 from edge_rt.config import EdgeConfig
-from edge_rt.config.layers import merge
+from edgert.settings import merge
 from edge_rt.evaluation import calibrate as C
 from edge_rt.evaluation.match import TruthSpan
 from edge_rt.evaluation.material import Recording

@@ -1,7 +1,9 @@
-"""Layered settings shared by the edge and the cloud: defaults <- YAML file <- PREFIX__A__B env vars <- overrides.
+"""The settings base of both processes: the strict pydantic base, and layered loading
+(defaults <- YAML file <- PREFIX__A__B env vars <- overrides).
 
-`load_layers` builds the merged mapping and validates it with a pydantic model; every failure becomes the
-caller's own ConfigError class with the file or field named, never a traceback.
+`load_layers` builds the merged mapping and validates it with a model derived from `Strict`; every failure
+becomes the caller's own error class (edge_rt's or cloud_svc's ConfigError) with the file or field named,
+never a traceback.
 """
 from __future__ import annotations
 
@@ -10,9 +12,15 @@ from pathlib import Path
 from typing import Any, Optional, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class Strict(BaseModel):
+    """Every config model's base: unknown keys are errors (a typo never passes silently), values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def merge(base: dict, over: dict) -> dict:
