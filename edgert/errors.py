@@ -9,8 +9,16 @@ class ProtoBuildError(CoreError):
     """protoc failed or is not installed."""
 
 
+class AudioFormatError(CoreError, ValueError):
+    """Audio came with a sample rate or channel count that cannot be converted to 16 kHz mono."""
+
+
 class ClipDecodeError(CoreError):
     """Clip bytes or a file cannot be decoded as audio."""
+
+
+class EmptyClipError(ClipDecodeError):
+    """A clip holds no bytes at all."""
 
 
 class SettingsError(CoreError):

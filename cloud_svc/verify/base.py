@@ -8,8 +8,10 @@ import numpy as np
 
 from cloud_svc.domain import VerifyResult
 from cloud_svc.errors import CloudError
+from edgert import audio
+from edgert.errors import CoreError
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = audio.SAMPLE_RATE
 
 
 class ClipDecodeError(CloudError):
@@ -17,16 +19,13 @@ class ClipDecodeError(CloudError):
 
 
 def decode(clip: bytes, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """FLAC/WAV/OGG bytes -> float32[samples] mono at 16 kHz, by the edge's own reader (soxr), so the verifier
+    """FLAC/WAV/OGG bytes -> float32[samples] mono at 16 kHz, by the core's reader (soxr), so the verifier
     hears a clip exactly as the edge hears the same file."""
-    from edge_rt.capture.files import decode_clip
-    from edge_rt.errors import EdgeRtError
-
     if sample_rate != SAMPLE_RATE:
         raise ValueError(f"clips decode to YAMNet's {SAMPLE_RATE} Hz only, not {sample_rate}")
     try:
-        return decode_clip(clip)
-    except EdgeRtError as exc:
+        return audio.decode(clip, "clip")
+    except CoreError as exc:
         raise ClipDecodeError(f"cannot decode clip: {exc}") from exc
 
 

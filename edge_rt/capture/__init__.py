@@ -8,10 +8,10 @@ from edge_rt.capture.base import CHUNK_SECONDS, REALTIME_CHUNK_SECONDS, GroundTr
 from edge_rt.capture.files import AUDIO_SUFFIXES, DirSource, FileSource
 from edge_rt.capture.gst import GstSource, RtspSource
 from edge_rt.capture.mic import MicSource
-from edge_rt.capture.resample import StreamingResampler
 from edge_rt.capture.spec import SPEC_FORMS, open_source
 from edge_rt.capture.supervise import run_supervised
 from edge_rt.capture.synth import PRESETS, SynthSource, parse_scenario
+from edgert.audio import StreamingResampler
 
 __all__ = ["AUDIO_SUFFIXES", "CHUNK_SECONDS", "PRESETS", "REALTIME_CHUNK_SECONDS", "SPEC_FORMS", "DirSource",
            "FileSource", "GroundTruthEvent", "GstSource", "MicSource", "RtspSource", "Sink", "Source",

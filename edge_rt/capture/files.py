@@ -8,8 +8,11 @@ import numpy as np
 import soundfile as sf
 
 from edge_rt.capture.base import Feed, Source, log
-from edge_rt.capture.resample import StreamingResampler, resample_whole
 from edge_rt.errors import AudioDecodeError, CaptureError, EmptySourceError, SourceNotFoundError, SourceSpecError
+from edgert import audio
+from edgert.audio import StreamingResampler
+from edgert.audio import reason as _reason
+from edgert.errors import ClipDecodeError
 
 AUDIO_SUFFIXES = (".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff")
 """What `dir:` plays; `file:` tries any name, since libsndfile recognises formats by content."""
@@ -17,12 +20,6 @@ AUDIO_SUFFIXES = (".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".a
 _RIFF_HEADER = struct.Struct("<4sI4s")  # "RIFF", size, "WAVE"
 _CHUNK_HEADER = struct.Struct("<4sI")  # chunk id, chunk size
 _STREAMING_SIZES = (0, 0xFFFFFFFF)  # writers that stream a WAV leave the data size at one of these
-
-
-def _reason(err: Exception) -> str:
-    """libsndfile's own words for a failure, without the path it repeats."""
-    text = str(getattr(err, "error_string", "") or err).strip().rstrip(".")
-    return text[len("Error :"):].strip() if text.startswith("Error :") else text
 
 
 def check_audio_file(path: Path) -> sf._SoundFileInfo:
@@ -109,27 +106,13 @@ def play_file(path: Path, feed: Feed) -> bool:
 
 
 def read_clip(path: Path) -> np.ndarray:
-    """The whole file as float32[n] mono at 16 kHz, NaN/Inf set to 0 (for short clips; raises like play_file)."""
+    """The whole file as float32[n] mono at 16 kHz, NaN/Inf set to 0 (for short clips; raises like play_file).
+    Decoded by the core's `edgert.audio.decode`, as the cloud's verifier decodes an uploaded clip."""
     check_audio_file(path)
-    return _decode(str(path), str(path))
-
-
-def decode_clip(data: bytes, what: str = "clip") -> np.ndarray:
-    """Encoded audio bytes (FLAC, WAV, OGG...) as float32[n] mono at 16 kHz, exactly as `read_clip` reads a file."""
-    import io
-
-    if not data:
-        raise EmptySourceError(f"{what} is empty (0 bytes)")
-    return _decode(io.BytesIO(data), what)
-
-
-def _decode(source, what: str) -> np.ndarray:
     try:
-        audio, rate = sf.read(source, dtype="float32", always_2d=True)  # float32[n, channels]
-    except (sf.SoundFileError, RuntimeError, TypeError) as err:
-        raise AudioDecodeError(f"{what} could not be decoded as audio ({_reason(err)})") from None
-    audio = np.where(np.isfinite(audio), audio, np.float32(0)).astype(np.float32, copy=False)
-    return resample_whole(audio, rate)
+        return audio.decode(str(path))
+    except ClipDecodeError as exc:
+        raise AudioDecodeError(str(exc)) from None
 
 
 class FileSource(Source):

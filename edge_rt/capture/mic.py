@@ -5,8 +5,8 @@ import queue
 
 
 from edge_rt.capture.base import POLL_SECONDS, Feed, Source
-from edge_rt.capture.resample import StreamingResampler
 from edge_rt.errors import DeviceError, SourceSpecError
+from edgert.audio import StreamingResampler
 
 BLOCK_SECONDS = 0.02  # PortAudio callback period: a mic-like 20 ms latency
 QUEUE_SECONDS = 2.0  # audio the callback may queue ahead of a slow sink before blocks are dropped (counted)

@@ -105,7 +105,7 @@ def espeak(text: str, voice: str = "en-us", speed: int = 160, pitch: int = 50) -
     """Synthetic speech at a normal speaking level: float32[samples] at 16 kHz, active RMS -20 dBFS."""
     import soundfile as sf
 
-    from edge_rt.capture.resample import resample_whole
+    from edgert.audio import resample_whole
 
     if not text.strip():
         raise AugmentError("espeak needs some text to speak")

@@ -43,7 +43,7 @@ def generated_negatives(seed: int = 11) -> list[tuple[str, np.ndarray]]:
     import shutil
     import subprocess
 
-    from edge_rt.capture.resample import resample_whole
+    from edgert.audio import resample_whole
     from edge_rt.capture.synth import PinkNoise
 
     rng = np.random.default_rng(seed)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_rt.capture.resample import StreamingResampler, resample_whole
-from edge_rt.errors import AudioFormatError, CaptureError
+from edgert.audio import StreamingResampler, resample_whole
+from edgert.errors import AudioFormatError
 
 SR = 16000
 
@@ -64,5 +64,5 @@ def test_a_block_with_the_wrong_channel_count_is_an_audio_format_error():
 
 @pytest.mark.parametrize("rate, channels", [(0, 1), (44100, 0), (-8000, 1), (44100.5, 1)])
 def test_a_nonsense_rate_or_channel_count_fails_when_built(rate, channels):
-    with pytest.raises(CaptureError):
+    with pytest.raises(AudioFormatError):
         StreamingResampler(rate, channels)
