@@ -39,7 +39,7 @@ setup(
     version="0.1.0",
     description="Edge acoustic event detection (YAMNet) with a gRPC cloud",
     packages=find_packages(include=["edge_rt*", "cloud_svc*", "dashboard*", "edgert*"]),
-    package_data={"edge_rt": ["*.yaml", "config/*.yaml"]},
+    package_data={"edge_rt": ["*.yaml", "config/*.yaml"], "edgert": ["*.yaml"]},
     ext_modules=extensions(),
     python_requires=">=3.10",
     extras_require={"gpu": ["cupy-cuda12x==14.2.0"], "gpu-cuda13": ["cupy-cuda13x==14.2.0"]},

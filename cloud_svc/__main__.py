@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from cloud_svc.errors import CloudError
+from edgert.errors import CoreError
 
 DEFAULT_SERVER = os.environ.get("CLOUD_SVC_SERVER", "127.0.0.1:50051")
 
@@ -470,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.cmd](args)
     except argparse.ArgumentTypeError as exc:
         ap.error(str(exc))
-    except CloudError as exc:
+    except (CloudError, CoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -7,10 +7,10 @@ from typing import Any, Optional
 from pydantic import Field, model_validator
 
 from cloud_svc.errors import ConfigError
+from edgert import labels
 from edgert.settings import Strict, load_layers
 
 ENV_PREFIX = "CLOUD_SVC__"
-DISTRESS_LABELS = ["glass_break", "scream", "shout", "gunshot"]  # the edge's default `distress` rule
 
 
 class IngestConfig(Strict):
@@ -33,7 +33,7 @@ class IngestConfig(Strict):
 
 
 class VerifyConfig(Strict):
-    distress_labels: list[str] = Field(default_factory=lambda: list(DISTRESS_LABELS),
+    distress_labels: list[str] = Field(default_factory=labels.distress_labels,
                                        description="events with these labels are always verified")
     sample_rate: float = Field(0.05, ge=0.0, le=1.0, description="share of the other events verified")
     verifier: str = Field("yamnet", description="yamnet | vggish: what `verify` workers run by default")

@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 from edge_rt.errors import EdgeRtError
+from edgert.errors import CoreError
 
 EPILOG = textwrap.dedent("""\
     examples:
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "and write them as the shipped detector YAML", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     k.add_argument("--seed", type=int, default=None, help="stream seed (default: the shipped one)")
-    k.add_argument("--out", help="write the YAML here instead of edge_rt/config/calibration.yaml")
+    k.add_argument("--out", help="write the YAML here instead of edgert/calibration.yaml")
     _common(k)
     return ap
 
@@ -222,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             from edge_rt import demo
 
             return demo.run()
-    except EdgeRtError as exc:
+    except (EdgeRtError, CoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -12,7 +12,7 @@ import numpy as np
 
 from edge_rt.config import DetectorConfig, RuleConfig
 from edge_rt.params import PARAMS
-from edge_rt.scoring import LabelScorer
+from edgert.labels import LabelScorer
 
 log = logging.getLogger("edge_rt.detector")
 hear = logging.getLogger("edge_rt.detector.hears")  # the "what the model hears" stream, at DEBUG

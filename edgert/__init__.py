@@ -4,10 +4,7 @@
   (run by `make setup`; never committed);
 - `edgert.labels`: the label taxonomy (AudioSet class groups, shipped operating points) and label scoring;
 - `edgert.audio`: clip decoding and resampling to YAMNet's 16 kHz (soxr);
-- `edgert.settings`: the strict config base and its layered loader (defaults <- YAML <- env <- overrides);
-- `edgert.channel`: the gRPC channel builder (TLS, keepalives, message limits);
-- `edgert.backoff`: the one retry policy (capped exponential backoff with jitter);
-- `edgert.registry`: the plugin-registry helper (named implementations, checked names).
+- `edgert.settings`: the strict config base and its layered loader (defaults <- YAML <- env <- overrides).
 
 `edge_rt` and `cloud_svc` import this package and never each other (an import-linter contract, run by
 `make test`). It imports neither of them.

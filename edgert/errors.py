@@ -23,3 +23,7 @@ class EmptyClipError(ClipDecodeError):
 
 class SettingsError(CoreError):
     """A config file, env variable or override is not valid."""
+
+
+class TaxonomyError(SettingsError):
+    """The label taxonomy is inconsistent: a label names an AudioSet class the model lacks, a rule is missing."""

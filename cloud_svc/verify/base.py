@@ -1,4 +1,4 @@
-"""The verifier base class, clip decoding, and the edge's label groups that verdicts are stated in."""
+"""The verifier base class, clip decoding, and the label groups (the shared taxonomy) that verdicts are stated in."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,7 +8,7 @@ import numpy as np
 
 from cloud_svc.domain import VerifyResult
 from cloud_svc.errors import CloudError
-from edgert import audio
+from edgert import audio, labels
 from edgert.errors import CoreError
 
 SAMPLE_RATE = audio.SAMPLE_RATE
@@ -37,11 +37,8 @@ class LabelGroup:
 
 
 def edge_label_groups() -> list[LabelGroup]:
-    """The labels the edge reports, with their AudioSet classes and thresholds (the edge's shipped defaults)."""
-    from edge_rt.config import defaults
-
-    labels = defaults()["detector"]["labels"]
-    return [LabelGroup(k, tuple(v["classes"]), float(v["threshold"])) for k, v in labels.items()]
+    """The labels the edge reports, with their AudioSet classes and thresholds (the shared taxonomy, calibrated)."""
+    return [LabelGroup(k, tuple(v.classes), float(v.threshold)) for k, v in labels.scoring().labels.items()]
 
 
 class Verifier:

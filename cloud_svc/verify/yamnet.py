@@ -1,5 +1,5 @@
 """The `yamnet` verifier: the float YAMNet and the distress head over the whole clip, scored by the edge's own
-label scoring (groups, head fusion, veto), max over the clip's windows."""
+label scoring (groups, head fusion, veto; the shared `edgert.labels`), max over the clip's windows."""
 from __future__ import annotations
 
 import logging
@@ -10,6 +10,8 @@ import numpy as np
 from cloud_svc.domain import VerifyResult
 from cloud_svc.errors import VerifierUnavailable
 from cloud_svc.verify.base import Verifier, decode
+from edgert import labels
+from edgert.labels import LabelScorer
 
 log = logging.getLogger("cloud_svc.verify")
 
@@ -21,10 +23,9 @@ class YamnetVerifier(Verifier):
         """`head_weight` overrides every label's weight of the head (0: AudioSet groups alone); by default the
         verifier scores exactly as the edge's shipped detector does."""
         try:
-            from edge_rt import backends, config
+            from edge_rt import backends
             from edge_rt.head import Head
             from edge_rt.models.classmap import class_names
-            from edge_rt.scoring import LabelScorer
 
             self.backend = backends.load("onnxruntime", model_dir, threads=threads)
             names = class_names(model_dir)
@@ -32,10 +33,10 @@ class YamnetVerifier(Verifier):
         except Exception as exc:  # noqa: BLE001 - EdgeRtError, ImportError: say what is missing
             raise VerifierUnavailable(f"the yamnet verifier needs the built YAMNet models (`make setup`): {exc}") \
                 from exc
-        det = config.load(env={}).detector
+        det = labels.scoring()
         if head_weight is not None:
-            labels = {k: v.model_copy(update={"head_weight": head_weight}) for k, v in det.labels.items()}
-            det = det.model_copy(update={"labels": labels, "head_weight": head_weight})
+            weighted = {k: v.model_copy(update={"head_weight": head_weight}) for k, v in det.labels.items()}
+            det = det.model_copy(update={"labels": weighted, "head_weight": head_weight})
         self.scorer = LabelScorer(det, names)
         self.groups = dict(zip(self.scorer.labels, self.scorer.idx))
         self.thresholds = {label: lc.threshold for label, lc in det.labels.items()}
@@ -45,8 +46,8 @@ class YamnetVerifier(Verifier):
         """float32[samples] 16 kHz -> label -> max over the clip's windows of the label's score."""
         from edge_rt.analysis import score_clip
 
-        _, labels = score_clip(wave, self.backend, self.head, self.scorer)  # float32[N, L]
-        return self.scorer.as_dict(labels.max(axis=0))
+        _, per_window = score_clip(wave, self.backend, self.head, self.scorer)  # float32[N, L]
+        return self.scorer.as_dict(per_window.max(axis=0))
 
     def verify(self, clip: bytes, fmt: str, label: str) -> VerifyResult:
         wave = decode(clip)

@@ -3,46 +3,27 @@ from __future__ import annotations
 
 import os
 from importlib import resources
-from typing import Any, Literal, Optional
+from typing import Any, Optional
 
 import yaml
 from pydantic import Field, model_validator
 
 from edge_rt.errors import ConfigError
+from edgert import labels
+from edgert.labels import LabelConfig, RuleConfig, ScoringConfig
 from edgert.settings import Strict, load_layers, merge
 
 ENV_PREFIX = "EDGE_RT__"
 
 
-class LabelConfig(Strict):
-    classes: list[str] = Field(min_length=1, description="AudioSet display names whose max score is the label's score")
-    threshold: float = Field(gt=0.0, le=1.0, description="score at or above which a window is a hit")
-    min_hits: int = Field(1, ge=1, le=10, description="hits within detector.start_window windows to start an event")
-    head_veto: list[str] = Field(default_factory=list, description=(
-        "labels whose own AudioSet group score, at or above detector.head_veto_min in a window, stops the trained "
-        "head's probability for this label from counting there (the head confuses a siren's tail with a scream)"))
-    fusion: Literal["max", "blend"] = Field("max", description=(
-        "how the head's probability h joins the AudioSet group score g: max(g, w*h) or (1-w)*g + w*h"))
-    head_weight: Optional[float] = Field(None, ge=0.0, le=1.0, description=(
-        "w for this label; unset: detector.head_weight"))
+class DetectorConfig(ScoringConfig):
+    """The detector: the shared label scoring (labels, head weight, veto) and its own mechanics."""
 
-
-class DetectorConfig(Strict):
     loudness_gate_dbfs: float = Field(-55.0, ge=-140.0, le=0.0, description="windows quieter than this are ignored")
     start_window: int = Field(3, ge=1, le=20, description="windows over which min_hits are counted")
     quiet_s: float = Field(1.0, ge=0.0, le=60.0, description="silence that ends an event")
     max_event_s: float = Field(60.0, gt=1.0, le=3600.0, description="longest single event")
     top_k: int = Field(5, ge=1, le=20, description="top classes reported per event and frame")
-    head_weight: float = Field(1.0, ge=0.0, le=1.0, description="weight of the trained head's probability")
-    head_veto_min: float = Field(0.3, ge=0.0, le=1.0, description="AudioSet group score at which a veto applies")
-    labels: dict[str, LabelConfig] = Field(min_length=1, description="label -> AudioSet classes and threshold")
-
-
-class RuleConfig(Strict):
-    name: str = Field(min_length=1, description="alert name")
-    labels: list[str] = Field(min_length=1, description="labels that take part")
-    count: int = Field(2, ge=1, le=10, description="distinct labels needed")
-    window_s: float = Field(10.0, gt=0.0, le=3600.0, description="all within this many seconds")
 
 
 class ClipConfig(Strict):
@@ -82,9 +63,6 @@ class EdgeConfig(Strict):
     @model_validator(mode="after")
     def _rules_name_known_labels(self):
         known = set(self.detector.labels)
-        for label, lc in self.detector.labels.items():
-            if set(lc.head_veto) - known:
-                raise ValueError(f"label {label!r} head_veto names unknown labels {sorted(set(lc.head_veto) - known)}")
         for rule in self.rules:
             unknown = set(rule.labels) - known
             if unknown:
@@ -94,27 +72,22 @@ class EdgeConfig(Strict):
         return self
 
 
-CALIBRATION_FILE = "calibration.yaml"
-
-
 def _shipped(name: str) -> dict:
     return yaml.safe_load(resources.files("edge_rt.config").joinpath(name).read_text()) or {}
 
 
 def calibration() -> dict:
     """The shipped calibration (`python -m edge_rt calibrate`): {"calibration": provenance, "detector": {...}}."""
-    if not resources.files("edge_rt.config").joinpath(CALIBRATION_FILE).is_file():
-        return {}
-    return _shipped(CALIBRATION_FILE)
+    return labels.calibration()
 
 
 def defaults(calibrated: bool = True) -> dict:
-    """The shipped defaults: defaults.yaml (AudioSet groups and hand-set thresholds) with, unless `calibrated`
-    is False, the calibrated detector settings of calibration.yaml laid over it."""
-    base = _shipped("defaults.yaml")
-    if calibrated:
-        base = merge(base, {"detector": calibration().get("detector", {})})
-    return base
+    """The shipped defaults: the core's label taxonomy (AudioSet groups, hand-set operating points, rules; unless
+    `calibrated` is False, with the calibrated operating points laid over it) and defaults.yaml on top."""
+    taxonomy = labels.shipped(calibrated)
+    base = {"detector": {k: taxonomy[k] for k in ("head_weight", "head_veto_min", "labels") if k in taxonomy},
+            "rules": taxonomy.get("rules", [])}
+    return merge(base, _shipped("defaults.yaml"))
 
 
 def load(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,

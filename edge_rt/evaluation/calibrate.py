@@ -17,11 +17,11 @@ from typing import Optional, Sequence
 import numpy as np
 import yaml
 
-from edge_rt.config import CALIBRATION_FILE, EdgeConfig
+from edge_rt.config import EdgeConfig
 from edge_rt.evaluation.material import STREAM_SEED, Recording
 from edge_rt.evaluation.score import ordinary, sweep
 from edge_rt.head import Head
-from edge_rt.scoring import LabelScorer
+from edgert.labels import LabelScorer
 
 log = logging.getLogger("edge_rt.calibrate")
 
@@ -136,11 +136,11 @@ def calibrated_config(cfg: EdgeConfig, choices: Sequence[Choice]) -> EdgeConfig:
 
 
 def render(choices: Sequence[Choice], provenance: dict) -> str:
-    """The calibration YAML: provenance, then the detector settings laid over defaults.yaml."""
+    """The calibration YAML: provenance, then the detector settings laid over the core's taxonomy.yaml."""
     head = ("# Written by `python -m edge_rt calibrate`; do not edit by hand, run it again (after retraining the\n"
             "# head, or to change the budget). Per label: the threshold, minimum hits and fusion of the trained head\n"
             "# with the AudioSet group that give the highest recall on the calib split's event streams while keeping\n"
-            "# false events on its ordinary audio within the budget. Laid over defaults.yaml's detector section.\n")
+            "# false events on its ordinary audio within the budget. Laid over edgert/taxonomy.yaml's labels.\n")
     labels = {c.label: {"threshold": round(c.threshold, 3), "min_hits": c.min_hits, "fusion": c.fusion,
                         "head_weight": round(c.head_weight, 3)} for c in choices}
     body = {"calibration": provenance, "detector": {"labels": labels}}
@@ -166,9 +166,9 @@ def provenance(recs: Sequence[Recording], choices: Sequence[Choice], seed: int, 
 
 
 def write(text: str, path: Optional[Path] = None) -> Path:
-    from importlib import resources
+    from edgert.labels import calibration_path
 
-    path = path or Path(str(resources.files("edge_rt.config").joinpath(CALIBRATION_FILE)))
+    path = path or Path(str(calibration_path()))
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(path)

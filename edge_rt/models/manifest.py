@@ -71,15 +71,13 @@ def check_artifact(model_dir: Path, name: str, manifest: dict[str, Any] | None =
 
 
 def calibration_entry(model_dir: Path) -> dict[str, Any]:
-    """The shipped detector calibration (edge_rt/config/calibration.yaml): its sha256 and the head it was made for,
+    """The shipped detector calibration (edgert/calibration.yaml): its sha256 and the head it was made for,
     set against the head built in `model_dir`."""
-    from importlib import resources
-
     import yaml
 
-    from edge_rt.config import CALIBRATION_FILE
+    from edgert.labels import CALIBRATION_FILE, calibration_path
 
-    ref = resources.files("edge_rt.config").joinpath(CALIBRATION_FILE)
+    ref = calibration_path()
     if not ref.is_file():
         return {"file": CALIBRATION_FILE, "present": False}
     text = ref.read_bytes()

@@ -28,7 +28,7 @@ def verify(model_dir=None) -> int:
             console.print(f"[red]BAD[/] {name}: {exc}")
     cal = manifest.calibration_entry(model_dir)
     if cal["present"] and not cal["matches_head"]:
-        problems.append(f"the shipped detector calibration (edge_rt/config/{cal['file']}) was made for the head "
+        problems.append(f"the shipped detector calibration (edgert/{cal['file']}) was made for the head "
                         f"{str(cal['head_sha256'])[:16]}… but the built head is {str(cal['built_head_sha256'])[:16]}…: "
                         f"rerun `python -m edge_rt calibrate` (and commit the YAML)")
     elif cal["present"]:

@@ -7,7 +7,7 @@ import json
 import time
 
 from cloud_svc.client import QueryClient
-from cloud_svc.config import DISTRESS_LABELS
+from edgert.labels import distress_labels
 from cloud_svc.testing import ServerProcess, add_device, cloud_cli, edge_run
 from edge_rt.outbox import Outbox
 
@@ -69,7 +69,7 @@ def test_edges_stream_to_the_cloud_and_everything_is_stored_once(cloud_db, tmp_p
                 assert got == data and meta["format"] == "flac"
 
             # Distress events get a verification row, and the verifier finishes it.
-            distress = [e for e in events if e["label"] in DISTRESS_LABELS]
+            distress = [e for e in events if e["label"] in distress_labels()]
             assert distress, f"no distress event among {[e['label'] for e in events]}"
 
             def verified():

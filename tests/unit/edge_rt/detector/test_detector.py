@@ -7,8 +7,8 @@ import pytest
 from edge_rt import config
 from edge_rt.config import RuleConfig
 from edge_rt.detector import Detector, Window
-from edge_rt.errors import ConfigError
 from edge_rt.models.classmap import class_names
+from edgert.errors import TaxonomyError
 
 NAMES = class_names()
 IDX = {n: i for i, n in enumerate(NAMES)}
@@ -152,5 +152,5 @@ def test_event_reports_top_classes_and_mean_embedding():
 
 def test_unknown_class_name_in_config_is_a_clear_error():
     cfg = config.load(overrides={"detector.labels.glass_break.classes": ["Glass", "Glas shatter"]})
-    with pytest.raises(ConfigError, match="Glas shatter"):
+    with pytest.raises(TaxonomyError, match="Glas shatter"):
         Detector(cfg.detector, cfg.rules, NAMES)

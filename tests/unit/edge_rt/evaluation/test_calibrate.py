@@ -85,7 +85,7 @@ def test_the_yaml_is_deterministic_and_loads_as_the_shipped_detector(material, t
 
 def test_the_shipped_calibration_names_the_head_and_budget_it_was_made_for():
     shipped = config.calibration()
-    assert shipped, "edge_rt/config/calibration.yaml is missing: run `python -m edge_rt calibrate`"
+    assert shipped, "edgert/calibration.yaml is missing: run `python -m edge_rt calibrate`"
     prov = shipped["calibration"]
     assert prov["budget"]["false_per_hour"] == C.TARGET_FALSE_PER_HOUR
     assert len(prov["head_sha256"]) == 64

@@ -1,4 +1,4 @@
-"""Unit tests for edge_rt.scoring.LabelScorer: AudioSet group max, head fusion (max, blend) and the head veto.
+"""Unit tests for edgert.labels.LabelScorer: AudioSet group max, head fusion (max, blend) and the head veto.
 
 Every expected score is worked out by hand from the numbers put in the window.
 """
@@ -9,9 +9,9 @@ import pytest
 
 from edge_rt.config import DetectorConfig
 from edge_rt.detector import Detector, Window
-from edge_rt.errors import ConfigError
 from edge_rt.models.classmap import class_names
-from edge_rt.scoring import LabelScorer
+from edgert.errors import TaxonomyError
+from edgert.labels import LabelScorer
 
 NAMES = class_names()
 IDX = {n: i for i, n in enumerate(NAMES)}
@@ -144,7 +144,7 @@ def test_as_dict_names_each_score_by_label(scorer):
 
 def test_a_class_yamnet_does_not_have_is_a_config_error():
     cfg = DetectorConfig.model_validate({"labels": {"x": {"classes": ["Glass", "Kazoo solo"], "threshold": 0.5}}})
-    with pytest.raises(ConfigError, match="Kazoo solo"):
+    with pytest.raises(TaxonomyError, match="Kazoo solo"):
         LabelScorer(cfg, NAMES)
 
 
