@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator, Optional
 
 import grpc
 from edgert.v1 import query_pb2, query_pb2_grpc
 
 from cloud_svc.errors import from_rpc_error
+from edgert.channel import open_channel
 
 VERIFIED = {"any": query_pb2.VERIFIED_ANY, "done": query_pb2.VERIFIED_DONE, "agree": query_pb2.VERIFIED_AGREE,
             "disagree": query_pb2.VERIFIED_DISAGREE, "pending": query_pb2.VERIFIED_PENDING,
@@ -60,21 +60,9 @@ def alert_dict(m: query_pb2.AlertInfo) -> dict:
                        for e in m.events]}
 
 
-def channel(target: str, *, ca: Optional[str] = None, cert: Optional[str] = None, key: Optional[str] = None,
-            max_message_bytes: int = 4 << 20) -> grpc.Channel:
-    opts = [("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes)]
-    if ca or cert:
-        creds = grpc.ssl_channel_credentials(root_certificates=Path(ca).read_bytes() if ca else None,
-                                             private_key=Path(key).read_bytes() if key else None,
-                                             certificate_chain=Path(cert).read_bytes() if cert else None)
-        return grpc.secure_channel(target, creds, options=opts)
-    return grpc.insecure_channel(target, options=opts)
-
-
 class QueryClient:
     def __init__(self, target: str, *, token: Optional[str] = None, timeout: float = 30.0, **tls):
-        self.channel = channel(target, **tls)
+        self.channel = open_channel(target, **tls)  # tls: ca, cert, key (PEM paths), max_message_bytes
         self.stub = query_pb2_grpc.QueryStub(self.channel)
         self.metadata = (("authorization", f"Bearer {token}"),) if token else None
         self.timeout = timeout

@@ -25,6 +25,7 @@ import grpc
 
 from edge_rt.errors import EdgeRtError
 from edge_rt.outbox import Outbox, Record
+from edgert.channel import open_channel
 
 log = logging.getLogger("edge_rt.uplink")
 
@@ -184,20 +185,11 @@ class Uplink:
     # ------------------------------------------------------------------------------------------ one session
     def _channel(self) -> grpc.Channel:
         o = self.o
-        opts = [("grpc.keepalive_time_ms", int(o.keepalive_s * 1000)),
-                ("grpc.keepalive_timeout_ms", int(o.keepalive_timeout_s * 1000)),
-                ("grpc.keepalive_permit_without_calls", 1),
-                ("grpc.http2.max_pings_without_data", 0),
-                ("grpc.max_send_message_length", o.max_message_bytes),
-                ("grpc.max_receive_message_length", o.max_message_bytes),
-                ("grpc.initial_reconnect_backoff_ms", int(o.backoff_initial_s * 1000)),
-                ("grpc.max_reconnect_backoff_ms", int(o.backoff_max_s * 1000)),
-                ("grpc.enable_retries", 0)]  # retries are ours: only UNAVAILABLE and DEADLINE_EXCEEDED
-        if o.tls or o.tls_ca or o.tls_cert:
-            read = lambda p: Path(p).read_bytes() if p else None  # noqa: E731
-            creds = grpc.ssl_channel_credentials(read(o.tls_ca), read(o.tls_key), read(o.tls_cert))
-            return grpc.secure_channel(self.target, creds, options=opts)
-        return grpc.insecure_channel(self.target, options=opts)
+        # retries are ours (only UNAVAILABLE and DEADLINE_EXCEEDED), never gRPC's own
+        return open_channel(self.target, tls=o.tls, ca=o.tls_ca, cert=o.tls_cert, key=o.tls_key,
+                            max_message_bytes=o.max_message_bytes, keepalive_s=o.keepalive_s,
+                            keepalive_timeout_s=o.keepalive_timeout_s,
+                            reconnect_backoff_s=(o.backoff_initial_s, o.backoff_max_s), grpc_retries=False)
 
     def _session(self) -> bool:
         """Run one stream until stop or failure; returns whether the cloud answered (resets the backoff)."""
