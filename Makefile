@@ -27,7 +27,7 @@ $(VENV)/.deps: requirements.lock
 
 deps: sysdeps $(VENV)/.deps
 
-protos: deps  ## generate the gRPC code for protos/edgert/v1 into the git-ignored package edgert/
+protos: deps  ## generate the gRPC code for protos/edgert/v1 into edgert/v1 (git-ignored) of the core package
 	$(PY) -m edgert.protos_build
 
 ext: deps protos  ## editable install; builds the Cython kernels (EDGE_RT_PUREPYTHON=1 skips them)
@@ -45,6 +45,7 @@ mariadb:  ## start MariaDB when it is not answering
 		for i in $$(seq 60); do $(PY) -c "import pymysql; pymysql.connect(host='127.0.0.1', port=3306, user='root').close()" 2>/dev/null && break; sleep 1; done; }
 
 test: setup mariadb
+	$(VENV)/bin/lint-imports  # pyproject.toml: edge_rt and cloud_svc never import each other; edgert imports neither
 	$(PY) -m edge_rt.models verify
 	$(PY) -m pytest -q tests
 	EDGE_RT_PUREPYTHON=1 $(PY) -m pytest -q tests/unit/edge_rt/frontend
@@ -56,4 +57,4 @@ clean:
 	rm -rf build *.egg-info edge_rt/**/*.so cext/*.c
 
 distclean: clean
-	rm -rf $(VENV) edgert models/.cache models/*.onnx models/*.tflite models/*.engine models/manifest.json tests/golden/*.npz
+	rm -rf $(VENV) edgert/v1 models/.cache models/*.onnx models/*.tflite models/*.engine models/manifest.json tests/golden/*.npz
