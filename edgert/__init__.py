@@ -4,7 +4,8 @@
   (run by `make setup`; never committed);
 - `edgert.labels`: the label taxonomy (AudioSet class groups, shipped operating points) and label scoring;
 - `edgert.audio`: clip decoding and resampling to YAMNet's 16 kHz (soxr);
-- `edgert.settings`: the strict config base and its layered loader (defaults <- YAML <- env <- overrides).
+- `edgert.settings`: the strict config base and its layered loader (defaults <- YAML <- env <- overrides);
+- `edgert.channel`: the gRPC channel builder (TLS and mTLS from PEM files, message limits, keepalives).
 
 `edge_rt` and `cloud_svc` import this package and never each other (an import-linter contract, run by
 `make test`). It imports neither of them.
