@@ -70,7 +70,7 @@ def test_a_44k1_stereo_file_matches_scipy_resample_poly_of_the_whole_file(tmp_pa
     diff = np.abs(got[edge:ref.size - edge] - ref[edge:ref.size - edge])
     # Measured: max 1.1e-3, RMS 2.5e-4. They differ because the filters differ: resample_poly's Kaiser(5)
     # window ripples ~1e-3 in the passband and rolls off from ~6.5 kHz, soxr HQ is flat to 7.3 kHz (against an
-    # exact sine it is within 1e-4, see test_capture_resample). A misaligned or wrong-rate output is off by ~0.5.
+    # exact sine it is within 1e-4, see test_audio_resample). A misaligned or wrong-rate output is off by ~0.5.
     assert diff.max() <= 2e-3
     assert np.sqrt(np.mean(diff ** 2)) <= 5e-4
     assert src.stats["files"] == 1 and src.stats["samples"] == got.size
