@@ -255,7 +255,7 @@ def cmd_correlate(args) -> int:
     cfg = config.load(args.config, {"db": args.db})
     repo = Repository.open(cfg.db)
     repo.upgrade()
-    loop = Correlator(repo, cfg.fleet)
+    loop = Correlator(repo.fleet, cfg.fleet)
     signal.signal(signal.SIGTERM, lambda *_: loop._stop.set())
     print(f"correlating {repo.engine.url.render_as_string()}: radius {cfg.fleet.radius_m:g} m, window "
           f"{cfg.fleet.window_s:g} s, {cfg.fleet.min_devices} devices", flush=True)

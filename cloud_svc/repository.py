@@ -1,4 +1,4 @@
-"""The repository: the only code that opens DB connections; idempotent ingest, queries, job claiming, correlation."""
+"""The repository: the only code that opens DB connections; idempotent ingest, queries, job claiming."""
 from __future__ import annotations
 
 import hashlib
@@ -22,10 +22,10 @@ from cloud_svc.domain import (Agreement, AlertEventRef, AlertIn, AlertView, Batc
                               DeviceView, EventFilter, EventIn, EventView, HeartbeatIn, RecordIn, Verified,
                               VerificationView, VerifyJob, VerifyResult)
 from cloud_svc.errors import AlreadyExists, NotFound, StorageUnavailable, Unauthenticated
-from cloud_svc.fleet import M_PER_DEG_LAT, FleetIndex, Placed, haversine_m
-from cloud_svc.schema import (alert_events, alerts, clips, cursors, devices, event_ends, events, top_classes,
-                              verifications)
+from cloud_svc.fleet import FleetStore
+from cloud_svc.schema import alert_events, alerts, clips, devices, event_ends, events, top_classes, verifications
 from cloud_svc.sqlbulk import BulkWriter
+from cloud_svc.store.base import Database
 
 log = logging.getLogger("cloud_svc.repository")
 
@@ -89,6 +89,7 @@ class Repository:
         self._bulk = BulkWriter(engine.dialect)
         self._pk_cache: dict[tuple[str, str], int] = {}
         self._pk_lock = threading.Lock()
+        self.fleet = FleetStore(Database(engine))
 
     @classmethod
     def open(cls, url: str, **kw) -> "Repository":
@@ -578,142 +579,3 @@ class Repository:
         with self._read() as conn:
             return {r.status: int(r.n) for r in conn.execute(
                 sa.select(verifications.c.status, sa.func.count().label("n")).group_by(verifications.c.status))}
-
-    # ------------------------------------------------------------------------------------------ fleet
-    def correlate(self, index: FleetIndex, *, min_devices: int = 2, batch: int = 5000, settle_s: float = 2.0,
-                  cursor: str = "fleet") -> list[int]:
-        """Read the events stored since the last call, in id order, and link events of one label heard by
-        >= min_devices devices within the index's radius and window into fleet alerts. Returns the alert ids
-        created or extended.
-
-        One correlator at a time holds the cursor row (SKIP LOCKED: other replicas skip their turn but still
-        read the events into their own index). Events younger than `settle_s` wait for the next call, so a
-        transaction that took a smaller id but committed later is not skipped. On SQLite, whose writers lock
-        the whole database, the events are read outside the write lock (see `_correlate_sqlite`).
-        """
-        if self.sqlite:
-            return self._correlate_sqlite(index, min_devices, batch, settle_s, cursor)
-        now = time.time_ns()
-        with self._write() as conn:
-            pos = self._cursor(conn, cursor, create=True, skip_locked=True)
-            mine = pos is not None
-            pos = pos if mine else self._cursor(conn, cursor)
-            plan = self._plan_links(conn, index, pos, mine, now, min_devices, batch, settle_s)
-            touched = {self._link_fleet(conn, p, near) for p, near in plan}
-            if mine and index.seen_id > pos:
-                conn.execute(cursors.update().where(cursors.c.name == cursor).values(value=index.seen_id))
-        return sorted(touched)
-
-    def _correlate_sqlite(self, index: FleetIndex, min_devices: int, batch: int, settle_s: float,
-                          cursor: str) -> list[int]:
-        """The same step with the reading and planning in a read transaction (WAL readers do not block the
-        ingest committers) and only the links and the cursor in a short write transaction. If the cursor moved
-        in between (another process correlates this file too), or the write fails, the index starts over from
-        the stored cursor on the next step, so no event is skipped."""
-        now = time.time_ns()
-        with self._read() as conn:
-            pos = self._cursor(conn, cursor) or 0
-            before = index.seen_id
-            plan = self._plan_links(conn, index, pos, True, now, min_devices, batch, settle_s)
-        if not plan and index.seen_id <= pos:
-            return []
-        try:
-            with self._write() as conn:
-                if self._cursor(conn, cursor, create=True) != pos:
-                    index.reset()  # someone else went on from here: follow their cursor
-                    return []
-                touched = {self._link_fleet(conn, p, near) for p, near in plan}
-                if index.seen_id > pos:
-                    conn.execute(cursors.update().where(cursors.c.name == cursor).values(value=index.seen_id))
-        except BaseException:
-            if index.seen_id != before:
-                index.reset()
-            raise
-        return sorted(touched)
-
-    def _cursor(self, conn: Connection, name: str, *, create: bool = False,
-                skip_locked: bool = False) -> Optional[int]:
-        """The correlator cursor's position (created at 0 first if asked); None when absent, or when skip_locked
-        finds the row held by another correlator."""
-        if create:
-            conn.execute(self._insert_ignore(cursors).values(name=name, value=0))
-        q = sa.select(cursors.c.value).where(cursors.c.name == name)
-        value = conn.scalar(q.with_for_update(skip_locked=True) if skip_locked else q)
-        return None if value is None else int(value)
-
-    def _plan_links(self, conn: Connection, index: FleetIndex, pos: int, mine: bool, now: int, min_devices: int,
-                    batch: int, settle_s: float) -> list[tuple[Placed, list[Placed]]]:
-        """Add the settled new events to the index; for those beyond the cursor (when this correlator holds it)
-        return each that completes a group with its neighbours, in id order."""
-        e = events
-        settled = now - int(settle_s * 1e9)
-        if index.seen_id == 0 and pos:
-            self._warm(conn, index, pos, now)
-        rows = conn.execute(
-            sa.select(e.c.id, e.c.device_id, e.c.label, e.c.start_ns, e.c.lat, e.c.lon, e.c.received_ns)
-            .where(e.c.id > min(index.seen_id, pos), *(() if mine else (e.c.id <= pos,)))
-            .order_by(e.c.id).limit(batch)).all()
-        plan = []
-        seen = last = index.seen_id
-        for pk, device_id, label, start_ns, lat, lon, received_ns in rows:  # plain tuples: this loop is hot
-            if received_ns > settled:
-                break
-            last = pk
-            if pk <= seen or lat is None or lon is None:
-                continue
-            p = Placed(pk, device_id, label, start_ns, lat, lon, received_ns)
-            if mine and pk > pos:
-                near = index.neighbours(p) if index.covers(p, now) else self._near_in_db(conn, index, p)
-                if near and len({c.device_id for c in near} | {device_id}) >= min_devices:
-                    plan.append((p, near))
-            index.add(p)
-        index.seen_id = max(index.seen_id, last)
-        return plan
-
-    @staticmethod
-    def _warm(conn: Connection, index: FleetIndex, pos: int, now: int) -> None:
-        """After a restart: remember the recent events that earlier runs already correlated."""
-        e = events
-        for r in conn.execute(sa.select(e.c.id, e.c.device_id, e.c.label, e.c.start_ns, e.c.lat, e.c.lon,
-                                        e.c.received_ns)
-                              .where(e.c.start_ns >= now - index.horizon_ns, e.c.id <= pos,
-                                     e.c.lat.is_not(None), e.c.lon.is_not(None)).order_by(e.c.id)):
-            index.add(Placed(r.id, r.device_id, r.label, r.start_ns, r.lat, r.lon, r.received_ns))
-        index.seen_id = pos
-
-    @staticmethod
-    def _near_in_db(conn: Connection, index: FleetIndex, p: Placed) -> list[Placed]:
-        """The slow path for a late event whose neighbours the index has forgotten."""
-        e = events
-        dlat = index.radius_m / M_PER_DEG_LAT
-        rows = conn.execute(sa.select(e.c.id, e.c.device_id, e.c.label, e.c.start_ns, e.c.lat, e.c.lon,
-                                      e.c.received_ns)
-                            .where(e.c.label == p.label, e.c.device_id != p.device_id, e.c.id < p.pk,
-                                   e.c.start_ns.between(p.start_ns - index.window_ns, p.start_ns + index.window_ns),
-                                   e.c.lat.between(p.lat - dlat, p.lat + dlat), e.c.lon.is_not(None))).all()
-        return [Placed(*r) for r in rows if haversine_m(p.lat, p.lon, r.lat, r.lon) <= index.radius_m]
-
-    def _link_fleet(self, conn: Connection, p: Placed, near: list[Placed]) -> int:
-        members = [p.pk] + [c.pk for c in near]
-        aid = conn.scalar(sa.select(sa.func.min(alert_events.c.alert_id))
-                          .join(alerts, alerts.c.id == alert_events.c.alert_id)
-                          .where(alerts.c.kind == "fleet", alerts.c.label == p.label,
-                                 alert_events.c.event_pk.in_(members)))
-        if aid is None:
-            aid = conn.execute(alerts.insert().values(
-                kind="fleet", rule="fleet", label=p.label, labels=[p.label], device_id=None, seq=None,
-                start_ns=p.start_ns, end_ns=p.start_ns, device_count=0, event_ids=[],
-                created_ns=time.time_ns())).inserted_primary_key[0]
-        conn.execute(self._insert_ignore(alert_events), [{"alert_id": aid, "event_pk": m} for m in members])
-        self._refresh_fleet_alert(conn, aid)
-        return aid
-
-    @staticmethod
-    def _refresh_fleet_alert(conn: Connection, alert_id: int) -> None:
-        rows = conn.execute(sa.select(events.c.device_id, events.c.event_id, events.c.start_ns, events.c.lat,
-                                      events.c.lon).join(alert_events, alert_events.c.event_pk == events.c.id)
-                            .where(alert_events.c.alert_id == alert_id)).all()
-        conn.execute(alerts.update().where(alerts.c.id == alert_id).values(
-            start_ns=min(r.start_ns for r in rows), end_ns=max(r.start_ns for r in rows),
-            lat=sum(r.lat for r in rows) / len(rows), lon=sum(r.lon for r in rows) / len(rows),
-            device_count=len({r.device_id for r in rows}), event_ids=sorted(r.event_id for r in rows)))

@@ -101,7 +101,7 @@ class CloudApp:
         if cfg.fleet.enabled and cfg.fleet.process:
             self.workers.append(CorrelatorProcess(cfg))
         elif cfg.fleet.enabled:
-            self.workers.append(Correlator(self.repo, cfg.fleet, on_alerts=self.bus.publish_threadsafe))
+            self.workers.append(Correlator(self.repo.fleet, cfg.fleet, on_alerts=self.bus.publish_threadsafe))
         if cfg.verify.workers:
             if verifier is None:
                 from cloud_svc import verify

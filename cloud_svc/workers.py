@@ -11,7 +11,7 @@ from cloud_svc.clipstore import ClipStore
 from cloud_svc.config import FleetConfig, VerifyConfig
 from cloud_svc.domain import VerifyResult
 from cloud_svc.errors import CloudError, StorageUnavailable
-from cloud_svc.fleet import FleetIndex
+from cloud_svc.fleet import FleetIndex, FleetStore
 from cloud_svc.repository import Repository
 
 log = logging.getLogger("cloud_svc.workers")
@@ -64,17 +64,17 @@ class Correlator(_Loop):
 
     name = "fleet-correlator"
 
-    def __init__(self, repo: Repository, cfg: FleetConfig, on_alerts: Optional[Callable[[], None]] = None):
+    def __init__(self, fleet: FleetStore, cfg: FleetConfig, on_alerts: Optional[Callable[[], None]] = None):
         super().__init__()
-        self.repo, self.cfg, self.on_alerts = repo, cfg, on_alerts
+        self.fleet, self.cfg, self.on_alerts = fleet, cfg, on_alerts
         self.poll_s = cfg.poll_s
         self.index = FleetIndex(cfg.radius_m, cfg.window_s, cfg.horizon_s)
         self.alerts = 0
 
     def step(self) -> bool:
         before = self.index.seen_id
-        ids = self.repo.correlate(self.index, min_devices=self.cfg.min_devices, batch=self.cfg.batch,
-                                  settle_s=self.cfg.settle_s)
+        ids = self.fleet.correlate(self.index, min_devices=self.cfg.min_devices, batch=self.cfg.batch,
+                                   settle_s=self.cfg.settle_s)
         if ids:
             self.alerts += len(ids)
             if self.on_alerts is not None:
@@ -94,7 +94,7 @@ def _correlator_main(cfg_data: dict, parent_pid: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the server decides
     repo = Repository.open(cfg.db)
-    loop = Correlator(repo, cfg.fleet)
+    loop = Correlator(repo.fleet, cfg.fleet)
     loop.start()
     try:
         while not stop.wait(0.5):

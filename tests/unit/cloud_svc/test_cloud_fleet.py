@@ -62,14 +62,14 @@ def test_two_devices_hearing_the_same_label_nearby_make_one_fleet_alert(repo):
         BatchIn("far", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "glass_break", 48.0, 11.0, t))]),
     ])
     ix = FleetIndex(R, T, 60)
-    assert repo.correlate(ix, settle_s=0.0)
+    assert repo.fleet.correlate(ix, settle_s=0.0)
     alerts = repo.list_alerts(kind="fleet")
     assert len(alerts) == 1
     a = alerts[0]
     assert a.labels == ["glass_break"] and a.device_count == 3
     assert sorted(e.device_id for e in a.events) == ["a", "b", "c"]
     # nothing new: nothing more
-    assert repo.correlate(ix, settle_s=0.0) == []
+    assert repo.fleet.correlate(ix, settle_s=0.0) == []
     assert len(repo.list_alerts(kind="fleet")) == 1
 
 
@@ -79,10 +79,10 @@ def test_a_restarted_correlator_links_new_events_to_the_existing_alert(repo):
     t = time.time_ns()
     repo.commit([BatchIn("a", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "gunshot", 1.0, 1.0, t))]),
                  BatchIn("b", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "gunshot", 1.001, 1.0, t))])])
-    repo.correlate(FleetIndex(R, T, 60), settle_s=0.0)
+    repo.fleet.correlate(FleetIndex(R, T, 60), settle_s=0.0)
     repo.commit([BatchIn("c", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "gunshot", 1.0, 1.001, t))])])
     fresh = FleetIndex(R, T, 60)  # a new process: warms up from the database
-    repo.correlate(fresh, settle_s=0.0)
+    repo.fleet.correlate(fresh, settle_s=0.0)
     [a] = repo.list_alerts(kind="fleet")
     assert a.device_count == 3
 
@@ -94,8 +94,8 @@ def test_events_younger_than_the_settle_time_wait(repo):
     repo.commit([BatchIn("a", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "scream", 1.0, 1.0, t))]),
                  BatchIn("b", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "scream", 1.0, 1.0, t))])])
     ix = FleetIndex(R, T, 60)
-    assert repo.correlate(ix, settle_s=30.0) == [] and ix.seen_id == 0
-    assert repo.correlate(ix, settle_s=0.0)
+    assert repo.fleet.correlate(ix, settle_s=30.0) == [] and ix.seen_id == 0
+    assert repo.fleet.correlate(ix, settle_s=0.0)
 
 
 def test_a_correlator_that_loses_the_cursor_mid_step_starts_over_and_skips_nothing(repo, monkeypatch):
@@ -111,30 +111,30 @@ def test_a_correlator_that_loses_the_cursor_mid_step_starts_over_and_skips_nothi
     t = time.time_ns()
     repo.commit([BatchIn("a", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "gunshot", 1.0, 1.0, t))]),
                  BatchIn("b", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "gunshot", 1.0, 1.0, t))])])
-    first_two = repo.correlate(FleetIndex(R, T, 60), settle_s=0.0)  # the other correlator's earlier work
+    first_two = repo.fleet.correlate(FleetIndex(R, T, 60), settle_s=0.0)  # the other correlator's earlier work
     assert len(first_two) == 1
     repo.commit([BatchIn("c", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "siren", 5.0, 5.0, t))]),
                  BatchIn("d", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "siren", 5.0, 5.0, t))])])
     with repo.engine.begin() as c:
         pos = c.scalar(sa.select(cursors.c.value))
-    real_plan = type(repo)._plan_links
+    real_plan = type(repo.fleet)._plan_links
 
     def plan_then_lose_the_race(self, *a, **kw):
         plan = real_plan(self, *a, **kw)
-        with self.engine.begin() as c:  # the other correlator links the siren pair's first event only
+        with self.db.engine.begin() as c:  # the other correlator links the siren pair's first event only
             c.execute(cursors.update().values(value=pos + 1))
         return plan
 
     ix = FleetIndex(R, T, 60)
     ix.seen_id = pos  # it has seen what the other one saw
     if repo.sqlite:  # MySQL's row lock makes this interleaving impossible there
-        monkeypatch.setattr(type(repo), "_plan_links", plan_then_lose_the_race)
-        assert repo.correlate(ix, settle_s=0.0) == []
+        monkeypatch.setattr(type(repo.fleet), "_plan_links", plan_then_lose_the_race)
+        assert repo.fleet.correlate(ix, settle_s=0.0) == []
         assert ix.seen_id == 0 and ix.size() == 0  # starts over from the stored cursor
         monkeypatch.undo()
-        [siren] = repo.correlate(ix, settle_s=0.0)  # and still links the pair across the cursor
+        [siren] = repo.fleet.correlate(ix, settle_s=0.0)  # and still links the pair across the cursor
         assert {a.id for a in repo.list_alerts(kind="fleet")} == {first_two[0], siren}
         with repo.engine.begin() as c:
             assert c.scalar(sa.select(cursors.c.value)) == pos + 2
     else:
-        assert repo.correlate(ix, settle_s=0.0)
+        assert repo.fleet.correlate(ix, settle_s=0.0)

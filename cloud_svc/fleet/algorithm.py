@@ -3,7 +3,7 @@
 The correlator reads every stored event once, in id order, and asks the index for earlier events of the
 same label from other devices within R metres and T seconds: a 3x3 cell lookup instead of a query per
 event. Entries are kept for `horizon_s` of server time; an event whose start lies further back than that
-(an edge that was offline) is matched against the database instead (see Repository.correlate).
+(an edge that was offline) is matched against the database instead (see FleetStore.correlate).
 """
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""The cloud's storage, split by concern over one engine (base)."""
