@@ -48,7 +48,7 @@ test: setup mariadb
 	$(VENV)/bin/lint-imports  # pyproject.toml: edge_rt and cloud_svc never import each other; edgert imports neither
 	$(PY) -m edge_rt.models verify
 	$(PY) -m pytest -q tests
-	EDGE_RT_PUREPYTHON=1 $(PY) -m pytest -q tests/unit/edge_rt/frontend
+	EDGE_RT_PUREPYTHON=1 $(PY) -m pytest -q tests/unit/edgert/yamnet/frontend
 
 bench: setup mariadb
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -18,7 +18,7 @@ if os.uname().machine == "x86_64":
 
 # (module, sources, libraries): every compiled kernel lives in cext/.
 KERNELS = [
-    ("edge_rt.frontend._cfrontend", ["cext/_cfrontend.pyx"], []),
+    ("edgert.yamnet.frontend._cfrontend", ["cext/_cfrontend.pyx"], []),
     ("edge_rt.ring._cring", ["cext/_cring.pyx"], []),
 ]
 

@@ -70,7 +70,7 @@ def run_once(backend: str, wav: Path, spool: Path) -> dict:
 
 MODEL_ONLY = """
 import sys, time, numpy as np
-from edge_rt import backends
+from edgert.yamnet import backends
 be = backends.load(sys.argv[1], threads=1)
 x = np.random.default_rng(0).standard_normal((8, 96, 64)).astype(np.float32)
 for _ in range(5):
@@ -93,9 +93,9 @@ def model_only_ms(backend: str, reps: int = 40) -> float:
 
 HEAD_COST = """
 import sys, time, numpy as np
-from edge_rt import backends
-from edge_rt.analysis import BackgroundLevel
-from edge_rt.head import Head
+from edgert.yamnet import backends
+from edgert.yamnet.analysis import BackgroundLevel
+from edgert.yamnet.head import Head
 be = backends.load(sys.argv[1], threads=1)
 head = Head.load()
 rng = np.random.default_rng(0)

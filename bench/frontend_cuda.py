@@ -20,8 +20,8 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from edge_rt.errors import FrontendUnavailableError  # noqa: E402
-from edge_rt.frontend import fallback  # noqa: E402
+from edgert.errors import FrontendUnavailableError  # noqa: E402
+from edgert.yamnet.frontend import fallback  # noqa: E402
 
 
 def signal(seconds: int, seed: int = 7) -> np.ndarray:
@@ -53,12 +53,12 @@ def main() -> int:
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
     try:
-        from edge_rt.frontend import _cuda
+        from edgert.yamnet.frontend import _cuda
     except FrontendUnavailableError as exc:
         print(f"bench/frontend_cuda.py needs a CUDA GPU and CuPy: {exc}", file=sys.stderr)
         return 2
     try:
-        from edge_rt.frontend import _cfrontend as cpu
+        from edgert.yamnet.frontend import _cfrontend as cpu
         cpu_name = "Cython (1 CPU thread)"
     except ImportError:
         cpu, cpu_name = fallback, "numpy twin (Cython not built)"

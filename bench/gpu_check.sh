@@ -13,7 +13,7 @@ $PY -c "import sys, numpy, cupy; print('python', sys.version.split()[0], 'numpy'
 if ! $PY setup.py -q build_ext --inplace >"$OUT/build.log" 2>&1; then
     tail -20 "$OUT/build.log"; echo "Cython build failed; the CPU peer falls back to the numpy twin"
 fi
-$PY -m pytest -q -p no:cacheprovider -rs tests/unit/edge_rt/frontend 2>&1 | tee "$OUT/pytest.log"
+$PY -m pytest -q -p no:cacheprovider -rs tests/unit/edgert/yamnet/frontend 2>&1 | tee "$OUT/pytest.log"
 rc=${PIPESTATUS[0]}
 $PY bench/frontend_cuda.py --markdown 2>&1 | tee "$OUT/bench.md"
 brc=${PIPESTATUS[0]}

@@ -3,7 +3,7 @@ agreement of each int8 model with the float ONNX model on the clip pack's patche
 
     taskset -c 0 .venv/bin/python bench/int8.py [--reps 300] [--batch 1] [--pack-cache /tmp/pack.pkl]
 
-Every backend is loaded through `edge_rt.backends.load(..., threads=1)` (so the manifest's sha256 is checked),
+Every backend is loaded through `edgert.yamnet.backends.load(..., threads=1)` (so the manifest's sha256 is checked),
 and the four are timed round-robin on the same patches, so that load from other processes hits them alike;
 medians are reported, with each int8 model's ratio to its own float peer. Without `../shared/data` the
 agreement falls back to the golden files' patches and says so.
@@ -30,8 +30,9 @@ from rich.table import Table  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge_rt import backends  # noqa: E402
-from edge_rt.models import golden, paths  # noqa: E402
+from edgert.yamnet import backends  # noqa: E402
+from edge_rt.models import golden
+from edgert.yamnet import paths  # noqa: E402
 
 PAIRS = (("onnxruntime", "onnxruntime-int8"), ("tflite", "tflite-int8"))  # (float peer, int8)
 BUDGET_MS = 1.2

@@ -14,8 +14,8 @@ import numpy as np
 
 cimport numpy as cnp
 
-from edge_rt.frontend import _shared
-from edge_rt.params import PARAMS
+from edgert.yamnet.frontend import _shared
+from edgert.yamnet.params import PARAMS
 
 __all__ = ["log_mel", "patches", "StreamingFrontend"]
 

@@ -3,9 +3,9 @@
 // It performs exactly the float32 operations of the CPU kernel (cext/yamnet_frames.h) and the numpy twin, in the
 // same order: window, TF's radix-4/radix-2 real FFT, |X| = sqrt(re^2 + im^2), banded mel sums in ascending bin
 // order, TF's float32 log. Built with --fmad=false -prec-div=true -prec-sqrt=true -ftz=false (see
-// edge_rt/frontend/_cuda.py), every step rounds like the CPU, so the result matches it bit for bit.
+// edgert/yamnet/frontend/_cuda.py), every step rounds like the CPU, so the result matches it bit for bit.
 //
-// YK_NFFT (the FFT length) is given by the loader with -D, from edge_rt.params.
+// YK_NFFT (the FFT length) is given by the loader with -D, from edgert.yamnet.params.
 
 #ifndef YK_NFFT
 #error "compile with -DYK_NFFT=<fft length>"

@@ -7,7 +7,7 @@
  * (-ffp-contract=off, no -ffast-math), so every lane rounds like TF's scalar code, whatever the lane count.
  *
  * Layout: element a of lane l lives at data[a * YK_LANES + l]. The plan (factors, twiddles) is computed in
- * Python (edge_rt/frontend/_shared.py, rfft_passes) and handed over once.
+ * Python (edgert/yamnet/frontend/_shared.py, rfft_passes) and handed over once.
  */
 #ifndef EDGE_RT_TF_RFFT_H
 #define EDGE_RT_TF_RFFT_H

@@ -1,7 +1,7 @@
 /* The per-frame arithmetic of YAMNet's front end on YK_LANES frames at once: window, TF-order FFT, magnitude,
  * banded mel sum, TF's float32 log. Every step is an IEEE float32 operation per lane, in a fixed order, with
  * no contraction (built with -ffp-contract=off): a frame's result never depends on its lane or its neighbours,
- * and the numpy twin (edge_rt/frontend/fallback.py) performs the same operations in the same order.
+ * and the numpy twin (edgert/yamnet/frontend/fallback.py) performs the same operations in the same order.
  */
 #ifndef EDGE_RT_YAMNET_FRAMES_H
 #define EDGE_RT_YAMNET_FRAMES_H
@@ -14,7 +14,7 @@
 
 typedef int32_t yk_vi __attribute__((vector_size(YK_LANES * sizeof(int32_t))));
 
-/* Everything the kernel reads, built once from edge_rt/frontend/_shared.py. */
+/* Everything the kernel reads, built once from edgert/yamnet/frontend/_shared.py. */
 typedef struct {
     int win, hop, nfft, nbands;
     const float *window;          /* [win] */

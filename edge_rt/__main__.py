@@ -95,15 +95,15 @@ def _config(args):
 
 
 def _backend(cfg, model_dir):
-    from edge_rt import backends
+    from edgert.yamnet import backends
 
     return backends.load(cfg.backend, model_dir, threads=cfg.threads)
 
 
 def cmd_classify(args) -> int:
     from edge_rt.classify import classify_files
-    from edge_rt.head import Head
-    from edge_rt.models.classmap import class_names
+    from edgert.yamnet.head import Head
+    from edgert.yamnet.classmap import class_names
 
     cfg = _config(args)
     be = _backend(cfg, args.model_dir)
@@ -116,7 +116,7 @@ def cmd_run(args) -> int:
     import os
 
     from edge_rt.capture import open_source
-    from edge_rt.head import Head
+    from edgert.yamnet.head import Head
     from edge_rt.outbox import Outbox
     from edge_rt.pipeline import Pipeline
 
@@ -176,15 +176,15 @@ def cmd_run(args) -> int:
 
 def _float_backend(args):
     """Calibration and evaluation run the float model the head was trained on, unless told otherwise."""
-    from edge_rt import backends
+    from edgert.yamnet import backends
 
     return backends.load(args.backend or "onnxruntime", args.model_dir, threads=args.threads or 1)
 
 
 def cmd_evaluate(args) -> int:
     from edge_rt.evaluation.evaluate import evaluate
-    from edge_rt.head import Head
-    from edge_rt.models.classmap import class_names
+    from edgert.yamnet.head import Head
+    from edgert.yamnet.classmap import class_names
 
     cfg = _config(args)
     evaluate(args.data, cfg, _float_backend(args), Head.load_optional(args.model_dir), class_names(args.model_dir),
@@ -195,8 +195,8 @@ def cmd_evaluate(args) -> int:
 def cmd_calibrate(args) -> int:
     from edge_rt.evaluation import calibrate
     from edge_rt.evaluation.material import STREAM_SEED
-    from edge_rt.head import Head
-    from edge_rt.models.classmap import class_names
+    from edgert.yamnet.head import Head
+    from edgert.yamnet.classmap import class_names
 
     path, check = calibrate.main(_float_backend(args), Head.load_optional(args.model_dir),
                                  class_names(args.model_dir), Path(args.out) if args.out else None,

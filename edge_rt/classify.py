@@ -10,12 +10,13 @@ from typing import Iterable, Optional, TextIO
 import numpy as np
 
 from edge_rt.analysis import score_clip
-from edge_rt.backends import Backend
+from edgert.yamnet.backends import Backend
 from edge_rt.config import EdgeConfig
 from edge_rt.detector import Detector
 from edge_rt.errors import EdgeRtError
-from edge_rt.head import Head
-from edge_rt.params import PARAMS
+from edgert.errors import CoreError
+from edgert.yamnet.head import Head
+from edgert.yamnet.params import PARAMS
 
 log = logging.getLogger("edge_rt.classify")
 
@@ -59,7 +60,7 @@ def classify_files(files: Iterable[str], cfg: EdgeConfig, backend: Backend, name
         try:
             wave = read_clip(Path(path))
             result = {"file": str(path), **classify_waveform(wave, cfg, backend, names, head)}
-        except EdgeRtError as exc:
+        except (EdgeRtError, CoreError) as exc:
             failures += 1
             print(f"error: {path}: {exc}", file=sys.stderr)
             continue

@@ -8,10 +8,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from edge_rt import backends
-from edge_rt.errors import BackendUnavailableError
+from edgert.yamnet import backends
+from edgert.errors import BackendUnavailableError
 from edge_rt.models import golden
-from edge_rt.models.classmap import class_names
+from edgert.yamnet.classmap import class_names
 
 SCENARIO = "synth:tour"
 
@@ -46,7 +46,7 @@ def scenario_run(console: Console, spec: str = SCENARIO) -> None:
     """Run `spec` through the whole edge pipeline into a throw-away outbox and show what came out."""
     from edge_rt import config
     from edge_rt.capture import open_source
-    from edge_rt.head import Head
+    from edgert.yamnet.head import Head
     from edge_rt.outbox import Outbox
     from edge_rt.pipeline import Pipeline
 

@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from edge_rt.config import DetectorConfig, RuleConfig
-from edge_rt.params import PARAMS
+from edgert.yamnet.params import PARAMS
 from edgert.labels import LabelScorer
 
 log = logging.getLogger("edge_rt.detector")

@@ -1,45 +1,12 @@
-"""The edge runtime's exception hierarchy: every error we raise on purpose derives from EdgeRtError."""
+"""The edge runtime's exception hierarchy: every error we raise on purpose derives from EdgeRtError.
+
+Errors of what the edge shares with the cloud (the YAMNet runtime, audio decoding, the taxonomy) derive from
+`edgert.errors.CoreError`; the edge's entry points report both kinds the same way."""
 from __future__ import annotations
 
 
 class EdgeRtError(Exception):
     """Base class of every deliberate edge_rt error."""
-
-
-class ModelError(EdgeRtError):
-    """A model artifact is missing, corrupted or unusable."""
-
-
-class ModelMissingError(ModelError):
-    """A model file does not exist; the message says how to build it."""
-
-
-class ModelIntegrityError(ModelError):
-    """A model file's sha256 does not match the manifest."""
-
-
-class BackendUnavailableError(EdgeRtError):
-    """The runtime behind a backend is not installed or not usable on this machine."""
-
-
-class InputShapeError(EdgeRtError, ValueError):
-    """An array handed to the front end or a backend has the wrong shape or dtype."""
-
-
-class FrontendError(EdgeRtError, ValueError):
-    """The front end was handed audio it cannot analyse as it is."""
-
-
-class NonFiniteAudioError(FrontendError):
-    """A waveform holds NaN or Inf samples; the front end never guesses a value for them."""
-
-
-class SampleRateError(FrontendError):
-    """Audio at a rate other than YAMNet's 16 kHz reached the front end; resampling belongs to capture."""
-
-
-class FrontendUnavailableError(EdgeRtError, ImportError):
-    """A requested front-end implementation (the CUDA twin) cannot run on this machine."""
 
 
 class RingBufferError(EdgeRtError, ValueError):

@@ -11,16 +11,17 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from edge_rt import frontend
-from edge_rt.analysis import HOP_SAMPLES, WINDOW_SAMPLES, BackgroundLevel, dbfs, windows
-from edge_rt.backends import Backend
+from edgert.yamnet import frontend
+from edge_rt.analysis import windows
+from edgert.yamnet.analysis import HOP_SAMPLES, WINDOW_SAMPLES, BackgroundLevel, dbfs
+from edgert.yamnet.backends import Backend
 from edge_rt.config import EdgeConfig
 from edge_rt.detector import Alert, Detector, Event, Output
-from edge_rt.head import Head
+from edgert.yamnet.head import Head
 from edge_rt.metrics import Metrics
-from edge_rt.models.classmap import class_names
+from edgert.yamnet.classmap import class_names
 from edge_rt.outbox import Outbox
-from edge_rt.params import PARAMS
+from edgert.yamnet.params import PARAMS
 from edge_rt.ring import RingBuffer
 
 log = logging.getLogger("edge_rt.pipeline")

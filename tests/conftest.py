@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_rt.models import golden, paths
+from edge_rt.models import golden
+from edgert.yamnet import paths
 
 
 @pytest.fixture(scope="session")

@@ -23,9 +23,9 @@ class YamnetVerifier(Verifier):
         """`head_weight` overrides every label's weight of the head (0: AudioSet groups alone); by default the
         verifier scores exactly as the edge's shipped detector does."""
         try:
-            from edge_rt import backends
-            from edge_rt.head import Head
-            from edge_rt.models.classmap import class_names
+            from edgert.yamnet import backends
+            from edgert.yamnet.head import Head
+            from edgert.yamnet.classmap import class_names
 
             self.backend = backends.load("onnxruntime", model_dir, threads=threads)
             names = class_names(model_dir)
@@ -44,9 +44,9 @@ class YamnetVerifier(Verifier):
 
     def scores(self, wave: np.ndarray) -> dict[str, float]:
         """float32[samples] 16 kHz -> label -> max over the clip's windows of the label's score."""
-        from edge_rt.analysis import score_clip
+        from edgert.yamnet.analysis import analyse_clip
 
-        _, per_window = score_clip(wave, self.backend, self.head, self.scorer)  # float32[N, L]
+        per_window = analyse_clip(wave, self.backend, self.head, self.scorer).labels  # float32[N, L]
         return self.scorer.as_dict(per_window.max(axis=0))
 
     def verify(self, clip: bytes, fmt: str, label: str) -> VerifyResult:

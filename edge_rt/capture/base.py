@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from edge_rt.params import PARAMS
+from edgert.yamnet.params import PARAMS
 
 log = logging.getLogger("edge_rt.capture")
 

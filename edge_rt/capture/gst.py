@@ -22,7 +22,7 @@ import numpy as np
 
 from edge_rt.capture.base import POLL_SECONDS, Feed, Source, one_line
 from edge_rt.errors import PipelineError, SourceSpecError, StallError
-from edge_rt.params import PARAMS
+from edgert.yamnet.params import PARAMS
 
 GST_LAUNCH = "gst-launch-1.0"
 SAMPLE_DTYPE = np.dtype("<f4")  # F32LE, what the caps below ask for

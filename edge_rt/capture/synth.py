@@ -13,7 +13,7 @@ background) is measured, the clip is placed so that its audible part starts at t
 reports that audible span. Events are scaled so their audible part's RMS is `snr` dB over the background's
 (never letting a clip's peak pass PEAK_CEILING); overlapping events add up and the sum is clipped to [-1, 1].
 
-Clips come from the labelled pack (`edge_rt.models.paths.data_dir()`), picked by the seed among the clips YAMNet
+Clips come from the labelled pack (`edgert.yamnet.paths.data_dir()`), picked by the seed among the clips YAMNet
 was measured to recognise (SCREENED_CLIPS; `pick=any` for all of them). Where the pack is absent, or with
 `clips=synthetic`, each label gets a stand-in generated here from the seed: glass-like inharmonic decaying
 partials over bright noise, a harmonic scream, a two-formant "help" vowel, a wailing siren, rhythmic harmonic
@@ -33,8 +33,8 @@ import numpy as np
 from edge_rt.capture.base import CHUNK_SECONDS, Feed, GroundTruthEvent, Source
 from edge_rt.capture.files import read_clip
 from edge_rt.errors import AudioDecodeError, SourceNotFoundError, SourceSpecError
-from edge_rt.models import paths
-from edge_rt.params import PARAMS
+from edgert.yamnet import paths
+from edgert.yamnet.params import PARAMS
 
 SR = PARAMS.sample_rate
 
@@ -49,7 +49,7 @@ CLIP_MODES = ("auto", "pack", "synthetic")
 PICK_MODES = ("screened", "any")
 
 # Pack clips that YAMNet names as their label when mixed at the default level (noise -45 dBFS, snr 30 dB):
-# float YAMNet (ONNX) on edge_rt.frontend's log-mel scored each clip in 64 mixes (6 patch-grid phases x 8 noise
+# float YAMNet (ONNX) on edgert.yamnet.frontend's log-mel scored each clip in 64 mixes (6 patch-grid phases x 8 noise
 # seeds in 8 s streams, and 16 noise seeds 8 s into a 20 s stream); the clips listed here scored at least 1.4x
 # their label's threshold in the shipped taxonomy (edgert/taxonomy.yaml) in every mix. With `pick=screened` (the default) the
 # seed picks among them, so demos and tests hear what they expect. Labels without an entry pick among all their

@@ -13,7 +13,7 @@ import subprocess
 import numpy as np
 
 from edge_rt.errors import EdgeRtError
-from edge_rt.params import PARAMS
+from edgert.yamnet.params import PARAMS
 
 SR = PARAMS.sample_rate
 FRAME = 160  # 10 ms frames for the active level

@@ -14,8 +14,8 @@ from typing import Optional
 
 import numpy as np
 
-from edge_rt.errors import ModelMissingError
-from edge_rt.models import paths
+from edgert.errors import ModelMissingError
+from edgert.yamnet import paths
 
 SPLITS = ("train", "calib", "test")
 FRACTIONS = (0.6, 0.2, 0.2)  # of each label's source recordings

@@ -16,10 +16,10 @@ from typing import Optional
 
 import numpy as np
 
-from edge_rt.analysis import HOP_SAMPLES, WINDOW_SAMPLES
+from edgert.yamnet.analysis import HOP_SAMPLES, WINDOW_SAMPLES
 from edge_rt.datasets import augment, corpus
 from edge_rt.datasets.corpus import Clip
-from edge_rt.params import PARAMS
+from edgert.yamnet.params import PARAMS
 
 SR = PARAMS.sample_rate
 KINDS = ("ordinary", "events")

@@ -16,7 +16,7 @@ from edge_rt.config import EdgeConfig
 from edge_rt.evaluation import report, score
 from edge_rt.evaluation.material import (MaterialError, Recording, clip_recordings, saved_stream_recordings,
                                          stream_recordings)
-from edge_rt.head import Head
+from edgert.yamnet.head import Head
 from edgert.labels import LabelScorer
 
 DET_THRESHOLDS = np.round(np.arange(0.02, 0.999, 0.02), 3)

@@ -13,13 +13,13 @@ from typing import Optional
 
 import numpy as np
 
-from edge_rt import frontend
-from edge_rt.analysis import BackgroundLevel, window_levels
-from edge_rt.backends import Backend
+from edgert.yamnet import frontend
+from edgert.yamnet.analysis import BackgroundLevel, window_levels
+from edgert.yamnet.backends import Backend
 from edge_rt.detector import Window, offset_s, onset_s
-from edge_rt.head import Head
-from edge_rt.models import paths
-from edge_rt.params import PARAMS
+from edgert.yamnet.head import Head
+from edgert.yamnet import paths
+from edgert.yamnet.params import PARAMS
 
 CACHE_DIR = ".cache/windows"
 

@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 from edge_rt.errors import EdgeRtError
+from edgert.errors import CoreError
 
 EPILOG = textwrap.dedent("""\
     examples:
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
             build_engine(args.model_dir, args.precision, max_batch=args.max_batch)
             return 0
-    except EdgeRtError as exc:
+    except (EdgeRtError, CoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 1

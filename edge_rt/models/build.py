@@ -22,9 +22,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edge_rt.errors import ModelError, ModelIntegrityError
-from edge_rt.models import golden, manifest, parity, paths
-from edge_rt.params import PARAMS
+from edgert.errors import ModelError, ModelIntegrityError
+from edge_rt.models import golden, parity
+from edgert.yamnet import manifest, paths
+from edgert.yamnet.params import PARAMS
 
 log = logging.getLogger("edge_rt.models.build")
 
@@ -205,7 +206,7 @@ def _quiet():
 
 
 def trained_artifacts(with_pack: bool) -> tuple[str, ...]:
-    from edge_rt.head import HEAD_FILE
+    from edgert.yamnet.head import HEAD_FILE
     from edge_rt.models.int8 import INT8_ONNX, INT8_TFLITE
 
     return (INT8_ONNX, INT8_TFLITE) + ((HEAD_FILE,) if with_pack else ())
@@ -239,7 +240,7 @@ class FreshOnnx:
 def train_head(out_dir: Path):
     from edge_rt.datasets.corpus import negatives_dir
     from edge_rt.models import train_head as th
-    from edge_rt.models.classmap import class_names
+    from edgert.yamnet.classmap import class_names
 
     if paths.data_dir() is None or negatives_dir() is None:
         log.warning("../shared/data or ../shared/negatives is absent: no distress head")
@@ -391,7 +392,7 @@ def build(out_dir: Path | None = None, force: bool = False, update_lock: bool = 
     lock = manifest.load_lock()
     mismatched = manifest.lock_mismatches(lock, {n: e["sha256"] for n, e in man["artifacts"].items()})
     if update_lock:
-        from edge_rt.head import HEAD_FILE
+        from edgert.yamnet.head import HEAD_FILE
 
         console.print(f"updated {write_lock(man, paths.ARTIFACTS + ((HEAD_FILE,) if state['head'] else ()))}")
     elif mismatched:

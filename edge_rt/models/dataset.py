@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_rt.analysis import window_levels
+from edgert.yamnet.analysis import window_levels
 from edge_rt.datasets.corpus import LABEL_MAP  # the pack's labels, renamed to the detector's
-from edge_rt.errors import ModelMissingError
-from edge_rt.models import paths
+from edgert.errors import ModelMissingError
+from edgert.yamnet import paths
 
 SR = 16000
 # Generated negatives that the pack lacks: steady noises at many levels, and plain synthetic speech (they widen
@@ -75,7 +75,7 @@ def load_pack(data_dir: Path | None = None, progress: bool = True) -> PackPatche
     """Features of every pack clip plus generated negatives, computed with the numpy twin (bit-stable)."""
     from tqdm import tqdm
 
-    from edge_rt.frontend import fallback
+    from edgert.yamnet.frontend import fallback
 
     data_dir = data_dir or paths.data_dir()
     if data_dir is None:

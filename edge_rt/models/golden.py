@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_rt.errors import ModelMissingError
-from edge_rt.models import paths
-from edge_rt.params import PARAMS
+from edgert.errors import ModelMissingError
+from edgert.yamnet import paths
+from edgert.yamnet.params import PARAMS
 
 NOISE_SEED = 51773  # the seed of Google's own yamnet_test.py
 # Two real clips of the labelled pack: (golden name, path inside ../shared/data).

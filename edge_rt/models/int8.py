@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_rt.models import paths
+from edgert.yamnet import paths
 
 log = logging.getLogger("edge_rt.models.int8")
 
@@ -170,7 +170,7 @@ def quantize_tflite(patch_fn, dst: Path, calib: np.ndarray) -> None:
 
 def agreement(model_dir: Path, patches: np.ndarray) -> dict[str, Any]:
     """Top-1 agreement of each int8 backend with the float ONNX model on float32[N,96,64] patches."""
-    from edge_rt import backends
+    from edgert.yamnet import backends
 
     ref, _ = backends.load("onnxruntime", model_dir).infer(patches)
     out = {}

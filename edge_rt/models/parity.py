@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_rt.models import golden, paths
-from edge_rt.params import PARAMS
+from edge_rt.models import golden
+from edgert.yamnet import paths
+from edgert.yamnet.params import PARAMS
 
 # Tolerances on scores, and whether every patch's top-1 class must agree with TF.
 TOLERANCE = {
@@ -27,7 +28,7 @@ class WaveModel:
     def __init__(self, model_dir: Path, threads: int = 1):
         from ai_edge_litert.interpreter import Interpreter
 
-        from edge_rt.models import manifest
+        from edgert.yamnet import manifest
 
         manifest.check_artifact(model_dir, paths.WAVE_TFLITE)
         self._interp = Interpreter(model_path=str(model_dir / paths.WAVE_TFLITE), num_threads=threads)
@@ -60,7 +61,7 @@ def compare(scores: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
 
 def measure(model_dir: Path, golden_dir: Path) -> dict[str, dict[str, dict[str, Any]]]:
     """artifact -> golden name -> figures; every artifact on every golden file."""
-    from edge_rt import backends
+    from edgert.yamnet import backends
 
     goldens = {p.stem: golden.load(p.stem, golden_dir) for p in golden.golden_files(golden_dir)}
     result: dict[str, dict[str, dict[str, Any]]] = {}

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edge_rt.head import FEATURE_CLASSES, HEAD_FILE, NEGATIVES, Head
+from edgert.yamnet.head import FEATURE_CLASSES, HEAD_FILE, NEGATIVES, Head
 
 log = logging.getLogger("edge_rt.models.head")
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_rt.backends.trt import engine_name, gpu_name, require_tensorrt
-from edge_rt.errors import ModelError
-from edge_rt.models import golden, manifest, paths
-from edge_rt.params import PARAMS
+from edgert.yamnet.backends.trt import engine_name, gpu_name, require_tensorrt
+from edgert.errors import ModelError
+from edge_rt.models import golden
+from edgert.yamnet import manifest, paths
+from edgert.yamnet.params import PARAMS
 
 log = logging.getLogger("edge_rt.models.trt")
 
@@ -121,7 +122,7 @@ def build_engine(model_dir=None, precision: str = "fp16", max_batch: int = 32) -
 
 def engine_parity(model_dir: Path, precision: str) -> dict:
     """Run the new engine on every golden file; raise if it strays from TF beyond its tolerance."""
-    from edge_rt import backends
+    from edgert.yamnet import backends
     from edge_rt.models.parity import compare
 
     key = {"fp16": "tensorrt", "fp32": "tensorrt-fp32", "int8": "tensorrt-int8"}[precision]

@@ -6,7 +6,9 @@ import sys
 from rich.console import Console
 
 from edge_rt.errors import EdgeRtError
-from edge_rt.models import golden, manifest, parity, paths
+from edgert.errors import CoreError
+from edge_rt.models import golden, parity
+from edgert.yamnet import manifest, paths
 
 
 def verify(model_dir=None) -> int:
@@ -23,7 +25,7 @@ def verify(model_dir=None) -> int:
             if lock_note:
                 problems.append(f"{name}: sha256 differs from models/artifacts.lock.json")
             console.print(f"[green]ok[/]  {name:26s} sha256 {sha[:16]}…  {man['artifacts'][name]['bytes']:>11,d} B{lock_note}")
-        except EdgeRtError as exc:
+        except (EdgeRtError, CoreError) as exc:
             problems.append(str(exc))
             console.print(f"[red]BAD[/] {name}: {exc}")
     cal = manifest.calibration_entry(model_dir)

@@ -5,7 +5,8 @@ import numbers
 
 import numpy as np
 
-from edge_rt.errors import InputShapeError, RingBufferError
+from edge_rt.errors import RingBufferError
+from edgert.errors import InputShapeError
 
 # 2**30 float32 samples (4 GiB, 18 h at 16 kHz): far beyond any capture backlog worth keeping, and the
 # largest request that is surely a typo rather than a plan.

@@ -116,7 +116,7 @@ def test_kill_9_during_a_run_loses_no_event_in_the_outbox(tmp_path, attempt):
 
 def test_classify_json_follows_the_contract_schema(tmp_path):
     jsonschema = pytest.importorskip("jsonschema")
-    from edge_rt.models import paths
+    from edgert.yamnet import paths
 
     data = paths.data_dir()
     if data is None:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edge_rt.models import paths
+from edgert.yamnet import paths
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_rt import backends, config
+from edge_rt import config
+from edgert.yamnet import backends
 from edge_rt.classify import classify_waveform
 from edge_rt.datasets import augment, corpus
 from edge_rt.datasets.streams import StreamBuilder
-from edge_rt.head import Head
-from edge_rt.models.classmap import class_names
+from edgert.yamnet.head import Head
+from edgert.yamnet.classmap import class_names
 
 SR = 16000
 

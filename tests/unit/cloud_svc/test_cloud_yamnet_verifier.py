@@ -40,12 +40,13 @@ def test_label_scores_are_the_max_over_frames_of_the_tf_reference(goldens, clip)
 def test_the_verifier_scores_a_clip_exactly_as_the_edge_detector_does(verifier, goldens, clip):
     """One scoring everywhere: the edge's classify path (its detector's per-window label scores, max over the
     clip) and the cloud verifier, fed the same FLAC bytes, give the same label scores."""
-    from edge_rt import backends, config
+    from edge_rt import config
+    from edgert.yamnet import backends
     from edge_rt.capture.files import read_clip
     from edge_rt.classify import classify_waveform
     from edge_rt.detector import Detector
-    from edge_rt.head import Head
-    from edge_rt.models.classmap import class_names
+    from edgert.yamnet.head import Head
+    from edgert.yamnet.classmap import class_names
 
     data = flac(goldens[clip]["waveform"])
     path = Path(tempfile.mkdtemp()) / f"{clip}.flac"

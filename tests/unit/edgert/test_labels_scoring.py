@@ -9,7 +9,7 @@ import pytest
 
 from edge_rt.config import DetectorConfig
 from edge_rt.detector import Detector, Window
-from edge_rt.models.classmap import class_names
+from edgert.yamnet.classmap import class_names
 from edgert.errors import TaxonomyError
 from edgert.labels import LabelScorer
 

@@ -12,8 +12,7 @@ import scipy.signal
 import soundfile as sf
 
 from edge_rt.capture import open_source
-from edge_rt.errors import (AudioDecodeError, CaptureError, EmptySourceError, SourceNotFoundError,
-                            SourceSpecError)
+from edge_rt.errors import AudioDecodeError, CaptureError, EmptySourceError, SourceNotFoundError, SourceSpecError
 
 SR = 16000
 

@@ -11,7 +11,7 @@ from edge_rt.capture import GroundTruthEvent, SynthSource, open_source, parse_sc
 from edge_rt.capture.synth import (DEFAULT_SNR_DB, PACK_LABELS, PEAK_CEILING, SCREENED_CLIPS, pack_clips,
                                    stand_in)
 from edge_rt.errors import SourceNotFoundError, SourceSpecError
-from edge_rt.models import paths
+from edgert.yamnet import paths
 
 SR = 16000
 HOP = SR // 100

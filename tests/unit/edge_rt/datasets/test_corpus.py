@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edge_rt.datasets import corpus
-from edge_rt.models import paths
+from edgert.yamnet import paths
 
 HAVE_PACK = paths.data_dir() is not None
 HAVE_NEGATIVES = corpus.negatives_dir() is not None

@@ -18,7 +18,7 @@ import soundfile as sf
 
 from edge_rt.datasets import corpus
 from edge_rt.datasets import streams as S
-from edge_rt.models import paths
+from edgert.yamnet import paths
 
 SR = 16000
 HOP = 7680  # 0.48 s

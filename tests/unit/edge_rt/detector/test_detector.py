@@ -7,7 +7,7 @@ import pytest
 from edge_rt import config
 from edge_rt.config import RuleConfig
 from edge_rt.detector import Detector, Window
-from edge_rt.models.classmap import class_names
+from edgert.yamnet.classmap import class_names
 from edgert.errors import TaxonomyError
 
 NAMES = class_names()

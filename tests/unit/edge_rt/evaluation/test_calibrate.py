@@ -13,7 +13,7 @@ from edge_rt.evaluation import calibrate as C
 from edge_rt.evaluation.match import TruthSpan
 from edge_rt.evaluation.material import Recording
 from edge_rt.evaluation.windows import Analysed
-from edge_rt.models.classmap import class_names
+from edgert.yamnet.classmap import class_names
 
 NAMES = class_names()
 GLASS = NAMES.index("Glass")

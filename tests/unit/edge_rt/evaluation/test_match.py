@@ -12,7 +12,7 @@ from edge_rt import config
 from edge_rt.config import DetectorConfig
 from edge_rt.detector import HOP_S, Detector, Window
 from edge_rt.evaluation.match import Detection, TruthSpan, event_starts, match
-from edge_rt.models.classmap import class_names
+from edgert.yamnet.classmap import class_names
 
 NAMES = class_names()
 IDX = {n: i for i, n in enumerate(NAMES)}

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_rt import backends
-from edge_rt.head import FEATURE_CLASSES, HEAD_FILE, NEGATIVES, Head
-from edge_rt.models.classmap import class_names
+from edgert.yamnet import backends
+from edgert.yamnet.head import FEATURE_CLASSES, HEAD_FILE, NEGATIVES, Head
+from edgert.yamnet.classmap import class_names
 from edge_rt.models.train_head import Plan, train
 
 SMALL = (Plan(1.0, 0, 2.0), Plan(0.5, 0, 1.0))  # minutes of ordinary and event streams: train, calib

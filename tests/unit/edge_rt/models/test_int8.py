@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_rt import backends
-from edge_rt.models import int8, paths
+from edgert.yamnet import backends
+from edge_rt.models import int8
+from edgert.yamnet import paths
 
 # Top-1 agreement with float ONNX on the patches of the first 8 clips of each label folder of the pack (323
 # patches through our front end), measured on the built artifact: 0.551 (the whole pack: 57.2%; the plain Q/DQ
@@ -87,7 +88,7 @@ def test_int8_backend_loads_and_scores_patches_like_the_float_one(model_dir, gol
 
 
 def test_onnx_int8_agrees_with_float_on_real_clips_at_least_as_measured(model_dir):
-    from edge_rt import frontend
+    from edgert.yamnet import frontend
     from edge_rt.capture.files import read_clip
 
     data = paths.data_dir()

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from edge_rt.models import paths
-from edge_rt.models.classmap import class_names
+from edgert.yamnet import paths
+from edgert.yamnet.classmap import class_names
 from edge_rt.models.parity import WaveModel
 
 
@@ -64,7 +64,7 @@ def test_manifest_records_source_sha_and_parity(model_dir):
 
 
 def test_build_is_reproducible_against_the_committed_lock(model_dir):
-    from edge_rt.models import manifest
+    from edgert.yamnet import manifest
 
     lock = manifest.load_lock()
     man = json.loads((model_dir / paths.MANIFEST).read_text())

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import soundfile as sf
 
-from edge_rt import backends, config
+from edge_rt import config
+from edgert.yamnet import backends
 from edge_rt.capture import open_source
 from edge_rt.outbox import Outbox
 from edge_rt.pipeline import AudioHistory, Pipeline

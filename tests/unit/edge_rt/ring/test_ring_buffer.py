@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_rt.errors import EdgeRtError, InputShapeError, RingBufferError
+from edge_rt.errors import EdgeRtError, RingBufferError
+from edgert.errors import InputShapeError
 from edge_rt.ring import MAX_CAPACITY
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_rt.params import PARAMS
+from edgert.yamnet.params import PARAMS
 
 
 MAX_CHUNK = 10 * PARAMS.sample_rate  # the range: 1 sample to 10 s

@@ -1,7 +1,7 @@
 """The CUDA twin of the front end: cext/frontend.cu compiled at run time with CuPy (NVRTC), same API and bits.
 
 Importing this module fails with FrontendUnavailableError when CuPy (`pip install '.[gpu]'`), a CUDA device or
-the kernel source is missing; edge_rt.frontend then keeps the compiled CPU module. NVRTC is a library, so no
+the kernel source is missing; edgert.yamnet.frontend then keeps the compiled CPU module. NVRTC is a library, so no
 nvcc is needed on the device. The kernel performs the CPU's float32 operations in the CPU's order with
 contraction, flush-to-zero and approximate division/sqrt disabled, so it reproduces the numpy and Cython twins
 bit for bit (log-mel within 1e-4 of TF's, like them).
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_rt.errors import FrontendUnavailableError
-from edge_rt.frontend import fallback
-from edge_rt.frontend._shared import (NBANDS, NFFT, HOP, WINDOW, as_waveform, hann_window, mel_bands, num_frames,
+from edgert.errors import FrontendUnavailableError
+from edgert.yamnet.frontend import fallback
+from edgert.yamnet.frontend._shared import (NBANDS, NFFT, HOP, WINDOW, as_waveform, hann_window, mel_bands, num_frames,
                                       padded_length, rfft_passes)
-from edge_rt.params import PARAMS
+from edgert.yamnet.params import PARAMS
 
 __all__ = ["log_mel", "patches", "StreamingFrontend"]
 
@@ -26,7 +26,7 @@ try:
 except ImportError as exc:
     raise FrontendUnavailableError(f"CuPy is not installed ({exc}); install the extra: pip install '.[gpu]'") from exc
 
-SOURCE = Path(__file__).resolve().parents[2] / "cext" / "frontend.cu"
+SOURCE = Path(__file__).resolve().parents[3] / "cext" / "frontend.cu"
 # IEEE float32 everywhere: no fused multiply-add, exact division and sqrt, denormals kept, as on the CPU.
 NVRTC_OPTIONS = ("--fmad=false", "--prec-div=true", "--prec-sqrt=true", "--ftz=false", f"-DYK_NFFT={NFFT}")
 THREADS_PER_BLOCK = 128  # one block per frame; 128 threads cover the widest FFT pass in a few sweeps

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_rt.backends.base import Backend
-from edge_rt.errors import BackendUnavailableError, ModelError
-from edge_rt.models import paths
-from edge_rt.params import PARAMS
+from edgert.yamnet.backends.base import Backend
+from edgert.errors import BackendUnavailableError, ModelError
+from edgert.yamnet import paths
+from edgert.yamnet.params import PARAMS
 
 
 class TfliteBackend(Backend):

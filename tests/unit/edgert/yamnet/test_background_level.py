@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_rt.analysis import BackgroundLevel
+from edgert.yamnet.analysis import BackgroundLevel
 
 RISE = BackgroundLevel.RISE_DB
 FLOOR = BackgroundLevel.LEVEL_FLOOR_DBFS

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_rt.errors import InputShapeError, NonFiniteAudioError, SampleRateError
-from edge_rt.params import PARAMS
+from edgert.errors import InputShapeError, NonFiniteAudioError, SampleRateError
+from edgert.yamnet.params import PARAMS
 
 # int16 PCM maps onto [-1, 1) by this scale, the convention of every WAV reader (soundfile, scipy, librosa).
 INT16_SCALE = 1.0 / 32768.0

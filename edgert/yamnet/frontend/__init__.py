@@ -19,34 +19,34 @@ from __future__ import annotations
 import logging
 import os
 
-from edge_rt.errors import FrontendError, FrontendUnavailableError
-from edge_rt.frontend._shared import hann_window, mel_matrix, padded_length
+from edgert.errors import FrontendError, FrontendUnavailableError
+from edgert.yamnet.frontend._shared import hann_window, mel_matrix, padded_length
 
-log = logging.getLogger("edge_rt.frontend")
+log = logging.getLogger("edgert.yamnet.frontend")
 
 _CHOICES = ("", "auto", "cython", "cuda", "numpy")
 
 
 def _choose():
     if os.environ.get("EDGE_RT_PUREPYTHON") == "1":
-        from edge_rt.frontend import fallback
+        from edgert.yamnet.frontend import fallback
         return "numpy", fallback
     wanted = os.environ.get("EDGE_RT_FRONTEND", "").strip().lower()
     if wanted not in _CHOICES:
         raise FrontendError(f"EDGE_RT_FRONTEND={wanted!r}: expected one of cython, cuda, numpy")
     if wanted == "numpy":
-        from edge_rt.frontend import fallback
+        from edgert.yamnet.frontend import fallback
         return "numpy", fallback
     if wanted == "cuda":
         try:
-            from edge_rt.frontend import _cuda
+            from edgert.yamnet.frontend import _cuda
             return "cuda", _cuda
         except FrontendUnavailableError as exc:
             log.warning("EDGE_RT_FRONTEND=cuda but the CUDA front end is unavailable (%s); using the Cython one", exc)
     try:
-        from edge_rt.frontend import _cfrontend
+        from edgert.yamnet.frontend import _cfrontend
     except ImportError as exc:  # a missing build is an install error, never a silent slowdown
-        raise ImportError("edge_rt.frontend._cfrontend is not built: run `make setup` (or pip install -e .), "
+        raise ImportError("edgert.yamnet.frontend._cfrontend is not built: run `make setup` (or pip install -e .), "
                           "or set EDGE_RT_PUREPYTHON=1 to use the numpy front end") from exc
     return "cython", _cfrontend
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_rt.errors import EdgeRtError, FrontendError, InputShapeError, NonFiniteAudioError, SampleRateError
-
+from edgert.errors import CoreError, FrontendError, InputShapeError, NonFiniteAudioError, SampleRateError
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
@@ -16,7 +15,7 @@ def test_non_finite_samples_raise_non_finite_audio_error(fe, value, audio):
         fe.log_mel(x)
     with pytest.raises(NonFiniteAudioError):
         fe.StreamingFrontend().push(x)
-    assert issubclass(NonFiniteAudioError, FrontendError) and issubclass(FrontendError, EdgeRtError)
+    assert issubclass(NonFiniteAudioError, FrontendError) and issubclass(FrontendError, CoreError)
 
 
 def test_int16_pcm_is_scaled_by_1_over_32768(fe, rng):

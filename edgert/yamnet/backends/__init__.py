@@ -8,15 +8,15 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_rt.backends.base import Backend, validate_patches
-from edge_rt.backends.ort import OnnxRuntimeBackend
-from edge_rt.backends.tflite import TfliteBackend, TfliteFp16Backend
-from edge_rt.backends.trt import TensorRtBackend
-from edge_rt.errors import BackendUnavailableError, EdgeRtError
+from edgert.yamnet.backends.base import Backend, validate_patches
+from edgert.yamnet.backends.ort import OnnxRuntimeBackend
+from edgert.yamnet.backends.tflite import TfliteBackend, TfliteFp16Backend
+from edgert.yamnet.backends.trt import TensorRtBackend
+from edgert.errors import BackendUnavailableError, SettingsError
 
 __all__ = ["Backend", "load", "names", "choose", "Hardware", "validate_patches"]
 
-log = logging.getLogger("edge_rt.backends")
+log = logging.getLogger("edgert.yamnet.backends")
 
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
 
@@ -92,16 +92,16 @@ def choose(hw: Hardware, engine_present: bool = True) -> tuple[str, str]:
 
 
 def load(name: str = "auto", model_dir: str | os.PathLike | None = None, threads: int = 1) -> Backend:
-    """Build backend `name` ("auto" picks by hardware and logs why). Raises a clear EdgeRtError on failure."""
+    """Build backend `name` ("auto" picks by hardware and logs why). Raises a clear CoreError on failure."""
     registry = _registry()
     if name == "auto":
-        from edge_rt.models import paths
+        from edgert.yamnet import paths
 
         engine = paths.model_dir(model_dir) / TensorRtBackend.ARTIFACT
         name, reason = choose(Hardware.probe(), engine_present=engine.is_file())
         log.info("backend auto -> %s (%s)", name, reason)
     if name not in registry:
-        raise EdgeRtError(f"unknown backend {name!r}; choose one of: auto, {', '.join(sorted(registry))}")
+        raise SettingsError(f"unknown backend {name!r}; choose one of: auto, {', '.join(sorted(registry))}")
     backend = registry[name](model_dir=model_dir, threads=threads)
     log.info("loaded %r", backend)
     return backend

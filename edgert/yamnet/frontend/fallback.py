@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
-from edge_rt.frontend._shared import (HOP, NBANDS, NFFT, PATCH_FRAMES, PATCH_HOP, STREAM_FRAME_GROUP, WINDOW,
+from edgert.yamnet.frontend._shared import (HOP, NBANDS, NFFT, PATCH_FRAMES, PATCH_HOP, STREAM_FRAME_GROUP, WINDOW,
                                       as_log_mel, as_waveform, check_sample_rate, hann_window, mel_bands, num_frames,
                                       num_patches, padded_length, rfft_passes, tf_log_f32)
-from edge_rt.params import PARAMS
+from edgert.yamnet.params import PARAMS
 
 __all__ = ["log_mel", "patches", "StreamingFrontend"]
 

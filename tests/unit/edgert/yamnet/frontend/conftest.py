@@ -11,15 +11,15 @@ SR = 16000
 
 @pytest.fixture(scope="session")
 def fe():
-    """edge_rt.frontend as the environment chose it: Cython normally, numpy under EDGE_RT_PUREPYTHON=1."""
-    import edge_rt.frontend as frontend
+    """edgert.yamnet.frontend as the environment chose it: Cython normally, numpy under EDGE_RT_PUREPYTHON=1."""
+    import edgert.yamnet.frontend as frontend
 
     return frontend
 
 
 @pytest.fixture(scope="session")
 def numpy_twin():
-    from edge_rt.frontend import fallback
+    from edgert.yamnet.frontend import fallback
 
     return fallback
 
@@ -28,7 +28,7 @@ def numpy_twin():
 def compiled():
     """The compiled module itself, even under EDGE_RT_PUREPYTHON=1 (it is built by `make setup` regardless)."""
     try:
-        from edge_rt.frontend import _cfrontend
+        from edgert.yamnet.frontend import _cfrontend
     except ImportError as exc:
         if os.environ.get("EDGE_RT_PUREPYTHON") == "1":
             pytest.skip(f"the compiled front end is not built in this pure-Python install ({exc})")

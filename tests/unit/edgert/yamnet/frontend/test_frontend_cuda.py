@@ -13,19 +13,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_rt.errors import FrontendUnavailableError, NonFiniteAudioError, SampleRateError
-from edge_rt.frontend import _shared
-from edge_rt.params import PARAMS
+from edgert.errors import FrontendUnavailableError, NonFiniteAudioError, SampleRateError
+from edgert.yamnet.frontend import _shared
+from edgert.yamnet.params import PARAMS
 
 
-ROOT = Path(__file__).resolve().parents[4]
+ROOT = Path(__file__).resolve().parents[5]
 KERNEL = ROOT / "cext" / "frontend.cu"
 
 
 @pytest.fixture(scope="module")
 def cuda_fe():
     try:
-        from edge_rt.frontend import _cuda
+        from edgert.yamnet.frontend import _cuda
     except FrontendUnavailableError as exc:
         pytest.skip(f"CUDA front end unavailable: {exc}")
     return _cuda
@@ -166,8 +166,8 @@ def test_cuda_twin_glue_code_drives_the_kernel_correctly(host_kernel, numpy_twin
     import sys
 
     monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(host_kernel))
-    monkeypatch.delitem(sys.modules, "edge_rt.frontend._cuda", raising=False)
-    cuda_twin = importlib.import_module("edge_rt.frontend._cuda")
+    monkeypatch.delitem(sys.modules, "edgert.yamnet.frontend._cuda", raising=False)
+    cuda_twin = importlib.import_module("edgert.yamnet.frontend._cuda")
     try:
         x = audio(3.1)
         assert np.array_equal(cuda_twin.log_mel(x), numpy_twin.log_mel(x))
@@ -178,7 +178,7 @@ def test_cuda_twin_glue_code_drives_the_kernel_correctly(host_kernel, numpy_twin
             at += n
         assert np.array_equal(np.concatenate(got), numpy_twin.patches(numpy_twin.log_mel(x[:at], pad=False)))
     finally:  # never leave the fake-backed module behind, neither in sys.modules nor on the package
-        sys.modules.pop("edge_rt.frontend._cuda", None)
-        import edge_rt.frontend as package
+        sys.modules.pop("edgert.yamnet.frontend._cuda", None)
+        import edgert.yamnet.frontend as package
         if getattr(package, "_cuda", None) is cuda_twin:
             delattr(package, "_cuda")

@@ -7,9 +7,9 @@ from typing import Optional
 
 import numpy as np
 
-from edge_rt.errors import ModelIntegrityError
-from edge_rt.models import manifest, paths
-from edge_rt.params import PARAMS
+from edgert.errors import ModelIntegrityError
+from edgert.yamnet import manifest, paths
+from edgert.yamnet.params import PARAMS
 
 HEAD_FILE = "distress_head.npz"
 BACKGROUND = "background"
@@ -35,7 +35,7 @@ class Head:
         self.mean, self.scale = mean.astype(np.float32), scale.astype(np.float32)
         self.feature_classes = list(feature_classes)
         if class_names is None:
-            from edge_rt.models.classmap import class_names as load_names
+            from edgert.yamnet.classmap import class_names as load_names
 
             class_names = load_names()
         index = {n: i for i, n in enumerate(class_names)}
@@ -46,7 +46,7 @@ class Head:
 
     @classmethod
     def load(cls, model_dir: Path | None = None) -> "Head":
-        from edge_rt.models.classmap import class_names
+        from edgert.yamnet.classmap import class_names
 
         model_dir = paths.model_dir(model_dir)
         manifest.check_artifact(model_dir, HEAD_FILE)

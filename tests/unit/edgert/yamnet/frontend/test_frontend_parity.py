@@ -59,7 +59,7 @@ def test_twins_give_identical_patches_and_streams(compiled, numpy_twin, rng, aud
 def _implementation(env_extra):
     env = {k: v for k, v in os.environ.items() if k not in ("EDGE_RT_PUREPYTHON", "EDGE_RT_FRONTEND")}
     env.update(env_extra)
-    code = "import edge_rt.frontend as f, edge_rt.ring as r; print(f.IMPLEMENTATION, r.IMPLEMENTATION)"
+    code = "import edgert.yamnet.frontend as f, edge_rt.ring as r; print(f.IMPLEMENTATION, r.IMPLEMENTATION)"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return out.stdout.split()
 
@@ -70,10 +70,10 @@ def test_purepython_env_forces_the_numpy_twins_even_with_the_build_present(compi
 
 
 def test_cuda_is_chosen_only_when_requested_and_available(compiled):
-    from edge_rt.errors import FrontendUnavailableError
+    from edgert.errors import FrontendUnavailableError
 
     try:
-        from edge_rt.frontend import _cuda  # noqa: F401
+        from edgert.yamnet.frontend import _cuda  # noqa: F401
         expected = "cuda"
     except FrontendUnavailableError:  # no CuPy, no device or no NVRTC: the compiled module stays
         expected = "cython"
@@ -87,7 +87,7 @@ def test_implementation_names_the_module_in_use(fe):
     if os.environ.get("EDGE_RT_FRONTEND") == "cuda":
         pytest.skip("the CUDA choice is covered by test_cuda_is_chosen_only_when_requested_and_available")
     assert fe.IMPLEMENTATION == expected
-    module = {"numpy": "edge_rt.frontend.fallback", "cython": "edge_rt.frontend._cfrontend"}[expected]
+    module = {"numpy": "edgert.yamnet.frontend.fallback", "cython": "edgert.yamnet.frontend._cfrontend"}[expected]
     assert fe.log_mel.__module__ == module or getattr(fe.log_mel, "__module__", None) == module
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_rt.frontend import padded_length
+from edgert.yamnet.frontend import padded_length
 
 
 @pytest.mark.parametrize("samples, padded", [

@@ -5,9 +5,9 @@ import csv
 from functools import lru_cache
 from pathlib import Path
 
-from edge_rt.errors import ModelMissingError
-from edge_rt.models import paths
-from edge_rt.params import PARAMS
+from edgert.errors import ModelMissingError
+from edgert.yamnet import paths
+from edgert.yamnet.params import PARAMS
 
 
 @lru_cache(maxsize=4)

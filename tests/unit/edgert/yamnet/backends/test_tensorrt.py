@@ -7,12 +7,12 @@ import sys
 import numpy as np
 import pytest
 
-from edge_rt.errors import BackendUnavailableError
+from edgert.errors import BackendUnavailableError
 
 
 def _trt_usable() -> str | None:
     """None when TensorRT + a CUDA GPU are usable, else the reason they are not."""
-    from edge_rt.backends.trt import require_tensorrt
+    from edgert.yamnet.backends.trt import require_tensorrt
 
     try:
         require_tensorrt()
@@ -34,7 +34,7 @@ def test_trt_command_without_tensorrt_fails_with_a_clear_message():
 
 @pytest.mark.skipif(REASON is None, reason="TensorRT is usable here")
 def test_tensorrt_backend_without_runtime_is_refused_at_construction(model_dir):
-    from edge_rt import backends
+    from edgert.yamnet import backends
 
     with pytest.raises(BackendUnavailableError):
         backends.load("tensorrt", model_dir)
@@ -43,8 +43,8 @@ def test_tensorrt_backend_without_runtime_is_refused_at_construction(model_dir):
 @pytest.mark.skipif(REASON is not None, reason=f"no TensorRT GPU here: {REASON}")
 @pytest.mark.parametrize("precision,tol", [("fp32", 1e-3), ("fp16", 1e-2)])
 def test_engine_matches_tf_on_golden_patches(precision, tol, model_dir, goldens):
-    from edge_rt import backends
-    from edge_rt.backends.trt import engine_name
+    from edgert.yamnet import backends
+    from edgert.yamnet.backends.trt import engine_name
     from edge_rt.models.trt import build_engine
 
     if not (model_dir / engine_name(precision)).is_file():

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_rt.backends.base import Backend
-from edge_rt.errors import BackendUnavailableError
-from edge_rt.models import paths
+from edgert.yamnet.backends.base import Backend
+from edgert.errors import BackendUnavailableError
+from edgert.yamnet import paths
 
 
 class OnnxRuntimeBackend(Backend):

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edge_rt.errors import ModelIntegrityError, ModelMissingError
-from edge_rt.models import paths
+from edgert.errors import ModelIntegrityError, ModelMissingError
+from edgert.yamnet import paths
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_rt import backends
-from edge_rt.errors import EdgeRtError, InputShapeError, ModelIntegrityError, ModelMissingError
-from edge_rt.models.classmap import class_names
+from edgert.yamnet import backends
+from edgert.errors import InputShapeError, ModelIntegrityError, ModelMissingError, SettingsError
+from edgert.yamnet.classmap import class_names
 
 LOCAL = [("onnxruntime", 1e-4), ("tflite", 1e-4), ("tflite-fp16", 1e-2)]
 
@@ -105,14 +105,14 @@ def test_corrupted_artifact_fails_sha256_check(model_copy, key, artifact):
 
 
 def test_unknown_backend_lists_the_choices(model_dir):
-    with pytest.raises(EdgeRtError, match="onnxruntime"):
+    with pytest.raises(SettingsError, match="onnxruntime"):
         backends.load("coreml", model_dir)
 
 
 def test_auto_picks_a_cpu_runtime_on_this_machine(model_dir, caplog):
     import logging
 
-    caplog.set_level(logging.INFO, logger="edge_rt.backends")
+    caplog.set_level(logging.INFO, logger="edgert.yamnet.backends")
     be = backends.load("auto", model_dir)
     assert be.name in ("onnxruntime", "tflite")
     assert any("backend auto ->" in r.message for r in caplog.records)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_rt.frontend import _shared, fallback
+from edgert.yamnet.frontend import _shared, fallback
 
 
 def test_hann_window_is_bitwise_tf_periodic_hann_window(tf):

@@ -9,11 +9,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from edge_rt.errors import InputShapeError
-from edge_rt.models import manifest, paths
-from edge_rt.params import PARAMS
+from edgert.errors import InputShapeError
+from edgert.yamnet import manifest, paths
+from edgert.yamnet.params import PARAMS
 
-log = logging.getLogger("edge_rt.backends")
+log = logging.getLogger("edgert.yamnet.backends")
 
 
 class Backend(abc.ABC):
