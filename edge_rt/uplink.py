@@ -13,7 +13,6 @@ import base64
 import hashlib
 import logging
 import queue
-import random
 import threading
 import time
 from collections import deque
@@ -25,7 +24,9 @@ import grpc
 
 from edge_rt.errors import EdgeRtError
 from edge_rt.outbox import Outbox, Record
+from edgert.backoff import Backoff
 from edgert.channel import open_channel
+from edgert.errors import SettingsError
 
 log = logging.getLogger("edge_rt.uplink")
 
@@ -69,9 +70,16 @@ class UplinkOptions:
     tls_cert: Optional[str] = None      # PEM client certificate (mTLS)
     tls_key: Optional[str] = None       # PEM client key (mTLS)
 
+    @property
+    def backoff(self) -> Backoff:
+        """Reconnect waits: full jitter, uniform in [0, min(max, initial * multiplier**attempt)]."""
+        return Backoff(self.backoff_initial_s, self.backoff_max_s, self.backoff_multiplier, jitter=1.0)
+
     def __post_init__(self):
-        if self.backoff_initial_s <= 0 or self.backoff_max_s < self.backoff_initial_s or self.backoff_multiplier < 1:
-            raise UplinkError("backoff: need 0 < initial <= max and multiplier >= 1")
+        try:
+            self.backoff  # noqa: B018 - validates the three backoff settings
+        except SettingsError as exc:
+            raise UplinkError(f"uplink {exc}") from None
         if (self.tls_cert is None) != (self.tls_key is None):
             raise UplinkError("tls_cert and tls_key go together")
         if not 0 < self.chunk_bytes < self.max_message_bytes or self.inline_clip_bytes >= self.max_message_bytes:
@@ -79,12 +87,6 @@ class UplinkOptions:
         for path in (self.tls_ca, self.tls_cert, self.tls_key):
             if path is not None and not Path(path).is_file():
                 raise UplinkError(f"TLS file {path} does not exist")
-
-
-def backoff_delay(attempt: int, o: UplinkOptions, rng: random.Random = random) -> float:
-    """Full jitter: uniform in [0, min(max, initial * multiplier**attempt)]."""
-    cap = min(o.backoff_max_s, o.backoff_initial_s * o.backoff_multiplier ** max(0, attempt))
-    return rng.uniform(0.0, cap)
 
 
 class _Retry(Exception):
@@ -178,7 +180,7 @@ class Uplink:
                 break
             attempt = 0 if progressed else attempt + 1
             self.retries += 1
-            delay = backoff_delay(attempt, self.o)
+            delay = self.o.backoff.delay(attempt)
             log.warning("uplink to %s: %s; reconnecting in %.2f s", self.target, self.last_error, delay)
             self._stop.wait(delay)
 

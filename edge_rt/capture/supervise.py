@@ -9,6 +9,8 @@ import numpy as np
 
 from edge_rt.capture.base import POLL_SECONDS, Sink, Source, log
 from edge_rt.errors import CaptureError, SourceSpecError
+from edgert.backoff import Backoff
+from edgert.errors import SettingsError
 
 BACKOFF_S = (0.5, 30.0)  # (first wait, longest wait): doubling from one to the other
 JITTER = 0.5  # each wait is drawn from [1 - JITTER, 1] x its step, so a fleet does not reconnect in lockstep
@@ -35,9 +37,10 @@ def run_supervised(src: Source, sink: Sink, stop_event: threading.Event,
     failures since audio last flowed for HEALTHY_RUN_S. Each failure is one warning line (no traceback) and one
     count in src.stats['reconnects']. Errors raised by the sink itself are not capture errors and propagate.
     """
-    first, longest = backoff
-    if not (0 < first <= longest):
-        raise SourceSpecError(f"backoff must be (first, longest) with 0 < first <= longest, got {backoff!r}")
+    try:
+        policy = Backoff(backoff[0], backoff[1], factor=2.0, jitter=JITTER)
+    except SettingsError:
+        raise SourceSpecError(f"backoff must be (first, longest) with 0 < first <= longest, got {backoff!r}") from None
     if src.finite:
         src.run(sink, stop_event)
         return
@@ -66,7 +69,7 @@ def run_supervised(src: Source, sink: Sink, stop_event: threading.Event,
         failures += 1
         down = True
         src.stats["reconnects"] += 1
-        delay = min(longest, first * 2 ** (failures - 1)) * rng.uniform(1.0 - JITTER, 1.0)
+        delay = policy.delay(failures - 1, rng)
         log.warning("capture failed: %s; retry %d in %.1f s", reason, failures, delay)
         if _wait(src, stop_event, delay):
             return
