@@ -28,7 +28,9 @@ EPILOG = textwrap.dedent("""\
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file overriding the shipped defaults (edge_rt/config/defaults.yaml)")
-    p.add_argument("--backend", help="auto | onnxruntime | tflite | tflite-fp16 | tensorrt | onnxruntime-int8 | tflite-int8")
+    p.add_argument("--backend", help="auto | onnxruntime | tflite | tensorrt, optionally -PRECISION (tflite-fp16, "
+                                     "onnxruntime-int8, tensorrt-fp32...)")
+    p.add_argument("--precision", help="fp32 | fp16 | int8 (default: the backend name's own, else the runtime's)")
     p.add_argument("--model-dir", help="model artifacts (default $EDGE_RT_MODEL_DIR or <repo>/models)")
     p.add_argument("--threads", type=int, help="inference threads (default 1)")
 
@@ -85,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _config(args):
     from edge_rt import config
 
-    overrides = {"backend": args.backend, "threads": args.threads}
+    overrides = {"backend": args.backend, "precision": getattr(args, "precision", None), "threads": args.threads}
     if args.cmd == "run":
         overrides.update({"device_id": args.device_id, "lat": args.lat, "lon": args.lon,
                           "runtime.metrics_port": args.metrics_port})
@@ -97,7 +99,7 @@ def _config(args):
 def _backend(cfg, model_dir):
     from edgert.yamnet import backends
 
-    return backends.load(cfg.backend, model_dir, threads=cfg.threads)
+    return backends.load(cfg.backend, model_dir, threads=cfg.threads, precision=cfg.precision)
 
 
 def cmd_classify(args) -> int:

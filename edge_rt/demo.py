@@ -54,7 +54,7 @@ def scenario_run(console: Console, spec: str = SCENARIO) -> None:
         cfg = config.load(overrides={"device_id": "demo-1", "lat": 52.52, "lon": 13.405})
         source = open_source(spec, realtime=False)
         outbox = Outbox(Path(tmp) / "outbox.db")
-        pipe = Pipeline(cfg, source, backends.load(cfg.backend), outbox, head=Head.load_optional())
+        pipe = Pipeline(cfg, source, backends.load(cfg.backend, precision=cfg.precision), outbox, head=Head.load_optional())
         summary = pipe.run()
         records = outbox.pending(limit=10000)
         outbox.close()

@@ -11,7 +11,9 @@ from pydantic import Field, model_validator
 from edge_rt.errors import ConfigError
 from edgert import labels
 from edgert.labels import LabelConfig, RuleConfig, ScoringConfig
+from edgert.errors import SettingsError
 from edgert.settings import Strict, load_layers, merge
+from edgert.yamnet import backends
 
 ENV_PREFIX = "EDGE_RT__"
 
@@ -52,13 +54,28 @@ class EdgeConfig(Strict):
     device_id: str = Field("edge-dev", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
     lat: Optional[float] = Field(None, ge=-90.0, le=90.0)
     lon: Optional[float] = Field(None, ge=-180.0, le=180.0)
-    backend: str = "auto"
+    backend: str = Field("auto", description="auto, or a runtime (onnxruntime, tflite, tensorrt), optionally with its "
+                                             "precision (tflite-fp16); checked against the backend registry")
+    precision: Optional[str] = Field(None, description="the backend's precision (fp32, fp16, int8); unset: the "
+                                                      "backend name's own, else the runtime's default")
     threads: int = Field(1, ge=1, le=64)
     detector: DetectorConfig
     rules: list[RuleConfig] = Field(default_factory=list)
     clips: ClipConfig = ClipConfig()
     outbox: OutboxConfig = OutboxConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+
+    @model_validator(mode="after")
+    def _backend_is_registered(self):
+        if self.backend == "auto":
+            if self.precision is not None:
+                raise ValueError("precision needs a named backend (auto picks the runtime and its precision)")
+            return self
+        try:
+            backends.parse(self.backend, self.precision)
+        except SettingsError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
     @model_validator(mode="after")
     def _rules_name_known_labels(self):

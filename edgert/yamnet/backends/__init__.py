@@ -8,32 +8,41 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgert.yamnet.backends.base import Backend, validate_patches
-from edgert.yamnet.backends.ort import OnnxRuntimeBackend
-from edgert.yamnet.backends.tflite import TfliteBackend, TfliteFp16Backend
-from edgert.yamnet.backends.trt import TensorRtBackend
 from edgert.errors import BackendUnavailableError, SettingsError
+from edgert.yamnet.backends.base import RUNTIMES, Backend, validate_patches
+from edgert.yamnet.backends.ort import OnnxRuntimeBackend
+from edgert.yamnet.backends.tflite import TfliteBackend
+from edgert.yamnet.backends.trt import TensorRtBackend
 
-__all__ = ["Backend", "load", "names", "choose", "Hardware", "validate_patches"]
+__all__ = ["Backend", "RUNTIMES", "load", "names", "parse", "choose", "Hardware", "validate_patches",
+           "OnnxRuntimeBackend", "TfliteBackend", "TensorRtBackend"]
 
 log = logging.getLogger("edgert.yamnet.backends")
 
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
 
 
-def _registry() -> dict[str, type[Backend]]:
-    found: dict[str, type[Backend]] = {}
-    stack = list(Backend.__subclasses__())
-    while stack:
-        cls = stack.pop()
-        stack.extend(cls.__subclasses__())
-        if cls.KEY:
-            found[cls.KEY] = cls
-    return found
-
-
 def names() -> list[str]:
-    return sorted(_registry())
+    """Every name `load()` takes besides "auto": each runtime at each of its precisions ("tflite-fp16")."""
+    return sorted(n for runtime in RUNTIMES for n in RUNTIMES.get(runtime).names())
+
+
+def parse(name: str, precision: str | None = None) -> tuple[str, str]:
+    """(runtime, precision) of a backend name and an optional precision: "tflite" + "fp16", or "tflite-fp16".
+    Raises SettingsError naming the choices for an unknown runtime or a precision the runtime does not have."""
+    runtime, _, suffix = name.partition("-")
+    if name in RUNTIMES:
+        runtime, suffix = name, ""
+    elif runtime not in RUNTIMES or not suffix:
+        raise SettingsError(f"unknown backend {name!r}; choose one of: auto, {', '.join(names())}")
+    if suffix and precision and suffix != precision:
+        raise SettingsError(f"backend {name!r} and precision {precision!r} disagree")
+    cls = RUNTIMES.get(runtime)
+    chosen = precision or suffix or cls.DEFAULT_PRECISION
+    if chosen not in cls.PRECISIONS:
+        raise SettingsError(f"backend {runtime!r} has no precision {chosen!r}; choose one of: "
+                            f"{', '.join(cls.PRECISIONS)}")
+    return runtime, chosen
 
 
 @dataclass(frozen=True)
@@ -91,17 +100,17 @@ def choose(hw: Hardware, engine_present: bool = True) -> tuple[str, str]:
     raise BackendUnavailableError("no inference runtime installed: pip install onnxruntime or ai-edge-litert")
 
 
-def load(name: str = "auto", model_dir: str | os.PathLike | None = None, threads: int = 1) -> Backend:
-    """Build backend `name` ("auto" picks by hardware and logs why). Raises a clear CoreError on failure."""
-    registry = _registry()
+def load(name: str = "auto", model_dir: str | os.PathLike | None = None, threads: int = 1,
+         precision: str | None = None) -> Backend:
+    """Build backend `name` ("auto" picks by hardware and logs why) at `precision` (default: the name's own, else
+    the runtime's). Raises a clear CoreError on failure."""
     if name == "auto":
         from edgert.yamnet import paths
 
-        engine = paths.model_dir(model_dir) / TensorRtBackend.ARTIFACT
+        engine = paths.model_dir(model_dir) / TensorRtBackend.PRECISIONS[TensorRtBackend.DEFAULT_PRECISION]
         name, reason = choose(Hardware.probe(), engine_present=engine.is_file())
         log.info("backend auto -> %s (%s)", name, reason)
-    if name not in registry:
-        raise SettingsError(f"unknown backend {name!r}; choose one of: auto, {', '.join(sorted(registry))}")
-    backend = registry[name](model_dir=model_dir, threads=threads)
+    runtime, precision = parse(name, precision)
+    backend = RUNTIMES.get(runtime)(model_dir=model_dir, threads=threads, precision=precision)
     log.info("loaded %r", backend)
     return backend

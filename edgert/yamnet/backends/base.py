@@ -1,4 +1,4 @@
-"""The inference backend plugin base: one subclass per runtime, found by its KEY string."""
+"""The inference backend plugin base: one subclass per runtime, registered in RUNTIMES; precision is a parameter."""
 from __future__ import annotations
 
 import abc
@@ -9,28 +9,44 @@ from typing import ClassVar
 
 import numpy as np
 
-from edgert.errors import InputShapeError
+from edgert.errors import InputShapeError, SettingsError
+from edgert.registry import Registry
 from edgert.yamnet import manifest, paths
 from edgert.yamnet.params import PARAMS
 
 log = logging.getLogger("edgert.yamnet.backends")
 
+RUNTIMES: Registry[type["Backend"]] = Registry("backend runtime")
+
+
+def qualified(runtime: str, precision: str, default: str) -> str:
+    """A backend's one-word name: the runtime at its default precision ("tflite"), else runtime-precision
+    ("tflite-fp16")."""
+    return runtime if precision == default else f"{runtime}-{precision}"
+
 
 class Backend(abc.ABC):
     """Runs YAMNet's patch model: float32[N,96,64] log-mel patches -> scores[N,521], embeddings[N,1024].
 
-    Subclasses set KEY (the name `load()` takes) and ARTIFACT (the file in the model folder). Building one
-    fails loudly when its runtime is missing or its artifact is absent or corrupted, never at first use.
+    A subclass is one runtime, registered in RUNTIMES under RUNTIME; PRECISIONS maps each precision it runs to
+    its file in the model folder. Building one fails loudly when its runtime is missing, the precision is not
+    one it has, or its artifact is absent or corrupted, never at first use.
     """
 
-    KEY: ClassVar[str] = ""
-    ARTIFACT: ClassVar[str] = ""
+    RUNTIME: ClassVar[str] = ""
+    PRECISIONS: ClassVar[dict[str, str]] = {}  # precision -> artifact file name
+    DEFAULT_PRECISION: ClassVar[str] = "fp32"
 
-    def __init__(self, model_dir: str | Path | None = None, threads: int = 1):
+    def __init__(self, model_dir: str | Path | None = None, threads: int = 1, precision: str | None = None):
+        self.precision = precision or self.DEFAULT_PRECISION
+        if self.precision not in self.PRECISIONS:
+            raise SettingsError(f"backend {self.RUNTIME!r} has no precision {self.precision!r}; "
+                                f"choose one of: {', '.join(self.PRECISIONS)}")
+        self.artifact = self.PRECISIONS[self.precision]
         self._check_runtime()
         self.model_dir = paths.model_dir(model_dir)
-        self.model_path = self.model_dir / self.ARTIFACT
-        self.model_sha256 = manifest.check_artifact(self.model_dir, self.ARTIFACT)
+        self.model_path = self.model_dir / self.artifact
+        self.model_sha256 = manifest.check_artifact(self.model_dir, self.artifact)
         self.threads = threads
         # Runtimes' interpreters are not re-entrant; one infer at a time per backend instance.
         self._lock = threading.Lock()
@@ -38,7 +54,12 @@ class Backend(abc.ABC):
 
     @property
     def name(self) -> str:
-        return self.KEY
+        """The name `load()` takes for this runtime at this precision, e.g. "tflite-fp16"."""
+        return qualified(self.RUNTIME, self.precision, self.DEFAULT_PRECISION)
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [qualified(cls.RUNTIME, p, cls.DEFAULT_PRECISION) for p in cls.PRECISIONS]
 
     @classmethod
     @abc.abstractmethod
@@ -63,7 +84,7 @@ class Backend(abc.ABC):
         return np.asarray(scores, np.float32), np.asarray(emb, np.float32)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.KEY} {self.model_path.name} sha256={self.model_sha256[:12]}>"
+        return f"<{type(self).__name__} {self.name} {self.model_path.name} sha256={self.model_sha256[:12]}>"
 
 
 def validate_patches(patches) -> np.ndarray:

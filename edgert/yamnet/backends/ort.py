@@ -3,21 +3,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgert.yamnet.backends.base import Backend
+from edgert.yamnet.backends.base import RUNTIMES, Backend
 from edgert.errors import BackendUnavailableError
 from edgert.yamnet import paths
 
 
+@RUNTIMES.register("onnxruntime")
 class OnnxRuntimeBackend(Backend):
-    KEY = "onnxruntime"
-    ARTIFACT = paths.PATCH_ONNX
+    """fp32: the float patch model; int8: static int8 (Q/DQ, per-channel weights) calibrated on the clip pack,
+    built by `models build`."""
+
+    RUNTIME = "onnxruntime"
+    PRECISIONS = {"fp32": paths.PATCH_ONNX, "int8": "yamnet_patch_int8.onnx"}
 
     @classmethod
     def _check_runtime(cls) -> None:
         try:
             import onnxruntime  # noqa: F401
         except ImportError as exc:
-            raise BackendUnavailableError(f"backend {cls.KEY!r} needs onnxruntime: pip install onnxruntime ({exc})")
+            raise BackendUnavailableError(f"backend {cls.RUNTIME!r} needs onnxruntime: pip install onnxruntime ({exc})")
 
     def _load(self) -> None:
         import onnxruntime as ort
@@ -32,10 +36,3 @@ class OnnxRuntimeBackend(Backend):
     def _infer(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         scores, emb = self._session.run(list(paths.OUTPUT_NAMES), {paths.INPUT_NAME: patches})
         return scores, emb
-
-
-class OnnxRuntimeInt8Backend(OnnxRuntimeBackend):
-    """Static int8 (Q/DQ, per-channel weights) calibrated on the clip pack; built by `models build`."""
-
-    KEY = "onnxruntime-int8"
-    ARTIFACT = "yamnet_patch_int8.onnx"

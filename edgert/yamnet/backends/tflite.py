@@ -3,15 +3,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgert.yamnet.backends.base import Backend
+from edgert.yamnet.backends.base import RUNTIMES, Backend
 from edgert.errors import BackendUnavailableError, ModelError
 from edgert.yamnet import paths
 from edgert.yamnet.params import PARAMS
 
 
+@RUNTIMES.register("tflite")
 class TfliteBackend(Backend):
-    KEY = "tflite"
-    ARTIFACT = paths.PATCH_TFLITE
+    """fp32; fp16 weights for memory-tight devices (a Nano 2GB); int8: full-integer with float32 input/output,
+    calibrated on the clip pack, built by `models build`."""
+
+    RUNTIME = "tflite"
+    PRECISIONS = {"fp32": paths.PATCH_TFLITE, "fp16": paths.PATCH_TFLITE_FP16, "int8": "yamnet_patch_int8.tflite"}
 
     @classmethod
     def _check_runtime(cls) -> None:
@@ -19,7 +23,7 @@ class TfliteBackend(Backend):
             from ai_edge_litert.interpreter import Interpreter  # noqa: F401
         except ImportError as exc:
             raise BackendUnavailableError(
-                f"backend {cls.KEY!r} needs ai-edge-litert: pip install ai-edge-litert ({exc})")
+                f"backend {cls.RUNTIME!r} needs ai-edge-litert: pip install ai-edge-litert ({exc})")
 
     def _load(self) -> None:
         from ai_edge_litert.interpreter import Interpreter
@@ -46,15 +50,3 @@ class TfliteBackend(Backend):
         self._interp.invoke()
         # Copies: the interpreter reuses its output buffers on the next invoke.
         return self._interp.get_tensor(self._scores).copy(), self._interp.get_tensor(self._emb).copy()
-
-
-class TfliteFp16Backend(TfliteBackend):
-    KEY = "tflite-fp16"
-    ARTIFACT = paths.PATCH_TFLITE_FP16
-
-
-class TfliteInt8Backend(TfliteBackend):
-    """Full-integer TFLite with float32 input/output, calibrated on the clip pack; built by `models build`."""
-
-    KEY = "tflite-int8"
-    ARTIFACT = "yamnet_patch_int8.tflite"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgert.yamnet.backends.base import Backend
+from edgert.yamnet.backends.base import RUNTIMES, Backend
 from edgert.errors import BackendUnavailableError, ModelError
 from edgert.yamnet import paths
 from edgert.yamnet.params import PARAMS
@@ -47,10 +47,16 @@ def gpu_name() -> str:
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
+ENGINES = {p: engine_name(p) for p in PRECISIONS}  # precision -> engine file
+
+
+@RUNTIMES.register("tensorrt")
 class TensorRtBackend(Backend):
-    KEY = "tensorrt"
-    PRECISION = "fp16"
-    ARTIFACT = engine_name(PRECISION)
+    """A serialized engine per precision, built on the target GPU; fp16 by default."""
+
+    RUNTIME = "tensorrt"
+    PRECISIONS = ENGINES
+    DEFAULT_PRECISION = "fp16"
 
     @classmethod
     def _check_runtime(cls) -> None:
@@ -107,15 +113,3 @@ class TensorRtBackend(Backend):
                 outs_s.append(self._host[paths.OUTPUT_NAMES[0]][:n].copy())
                 outs_e.append(self._host[paths.OUTPUT_NAMES[1]][:n].copy())
         return np.concatenate(outs_s), np.concatenate(outs_e)
-
-
-class TensorRtFp32Backend(TensorRtBackend):
-    KEY = "tensorrt-fp32"
-    PRECISION = "fp32"
-    ARTIFACT = engine_name(PRECISION)
-
-
-class TensorRtInt8Backend(TensorRtBackend):
-    KEY = "tensorrt-int8"
-    PRECISION = "int8"
-    ARTIFACT = engine_name(PRECISION)

@@ -63,8 +63,9 @@ def test_backend_reports_name_and_model_sha(backend, model_dir):
     import json
 
     man = json.loads((model_dir / "manifest.json").read_text())
-    assert backend.model_sha256 == man["artifacts"][backend.ARTIFACT]["sha256"]
-    assert backend.name == backend.KEY
+    assert backend.model_sha256 == man["artifacts"][backend.artifact]["sha256"]
+    assert backend.artifact == backend.PRECISIONS[backend.precision]
+    assert backends.parse(backend.name) == (backend.RUNTIME, backend.precision)
 
 
 @pytest.mark.parametrize("shape", [(96, 64), (2, 64, 96), (2, 96, 64, 1), (96,)])
@@ -116,3 +117,26 @@ def test_auto_picks_a_cpu_runtime_on_this_machine(model_dir, caplog):
     be = backends.load("auto", model_dir)
     assert be.name in ("onnxruntime", "tflite")
     assert any("backend auto ->" in r.message for r in caplog.records)
+
+
+@pytest.mark.parametrize("name, precision, runtime, chosen", [
+    ("tflite", None, "tflite", "fp32"), ("tflite", "fp16", "tflite", "fp16"), ("tflite-fp16", None, "tflite", "fp16"),
+    ("tensorrt", None, "tensorrt", "fp16"), ("onnxruntime-int8", "int8", "onnxruntime", "int8")])
+def test_precision_is_a_parameter_of_the_runtime_or_part_of_its_name(name, precision, runtime, chosen):
+    assert backends.parse(name, precision) == (runtime, chosen)
+
+
+@pytest.mark.parametrize("name, precision, why", [("tflite", "bf16", "no precision 'bf16'"),
+                                                  ("onnxruntime-fp16", None, "no precision 'fp16'"),
+                                                  ("tflite-fp16", "int8", "disagree"),
+                                                  ("coreml-fp16", None, "unknown backend 'coreml-fp16'")])
+def test_a_precision_the_runtime_lacks_is_named(name, precision, why):
+    with pytest.raises(SettingsError, match=why):
+        backends.parse(name, precision)
+
+
+def test_tflite_at_fp16_by_parameter_is_the_fp16_model(model_dir):
+    a = backends.load("tflite", model_dir, precision="fp16")
+    b = backends.load("tflite-fp16", model_dir)
+    assert a.name == b.name == "tflite-fp16" and a.model_sha256 == b.model_sha256 != backends.load(
+        "tflite", model_dir).model_sha256
