@@ -1,4 +1,4 @@
-"""CPU and wall time of one ingest commit (`Repository.commit`), the cost under every ack, on MariaDB and SQLite.
+"""CPU and wall time of one ingest commit (`IngestStore.commit`), the cost under every ack, on MariaDB and SQLite.
 
     .venv/bin/python bench/commit_cost.py [--commits 600] [--dbs mariadb,sqlite]
 
@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from cloud_svc.domain import BatchIn, EventIn, RecordIn  # noqa: E402
-from cloud_svc.repository import Repository  # noqa: E402
 from cloud_svc.sqlbulk import BulkWriter  # noqa: E402
+from cloud_svc.store import IngestStore, Store  # noqa: E402
 from cloud_svc.testing import TempMariaDB, mariadb_available  # noqa: E402
 
 CLASSES = [("Glass", 0.81), ("Shatter", 0.4), ("Breaking", 0.2), ("Smash, crash", 0.1), ("Speech", 0.05)]
@@ -39,7 +39,7 @@ class _NoCache(dict):
         pass
 
 
-def measure(repo: Repository, devices: list[str], group: int, commits: int, modes: dict,
+def measure(ingest: IngestStore, devices: list[str], group: int, commits: int, modes: dict,
             rounds: int = 7) -> dict[str, tuple[float, float]]:
     """mode name -> (median CPU us, median wall ms) per commit. Each round runs every mode once, in rotating
     order (paired rounds: the database's own drift hits all modes alike)."""
@@ -55,7 +55,7 @@ def measure(repo: Repository, devices: list[str], group: int, commits: int, mode
         return BatchIn(d, 1, [RecordIn(seq[d], time.time_ns(), "event", e)])
 
     for _ in range(50):  # warm the pool, caches and the database's buffer pool
-        repo.commit([batch()])
+        ingest.commit([batch()])
     got: dict[str, tuple[list, list]] = {m: ([], []) for m in modes}
     names = list(modes)
     n = commits // rounds
@@ -64,7 +64,7 @@ def measure(repo: Repository, devices: list[str], group: int, commits: int, mode
             with modes[name]():
                 c0, w0 = time.process_time(), time.perf_counter()
                 for _ in range(n):
-                    repo.commit([batch() for _ in range(group)])
+                    ingest.commit([batch() for _ in range(group)])
                 got[name][0].append((time.process_time() - c0) / n * 1e6)
                 got[name][1].append((time.perf_counter() - w0) / n * 1e3)
     return {m: (statistics.median(c), statistics.median(w)) for m, (c, w) in got.items()}
@@ -77,14 +77,14 @@ def _through_sqlalchemy(conn, sql: str, rows: bool = False):
 
 
 @contextlib.contextmanager
-def _peer(repo: Repository):
-    ours_exec, ours_cache = BulkWriter.__dict__["_exec"], repo._pk_cache  # the staticmethod itself
+def _peer(ingest: IngestStore):
+    ours_exec, ours_cache = BulkWriter.__dict__["_exec"], ingest._pk_cache  # the staticmethod itself
     BulkWriter._exec = staticmethod(_through_sqlalchemy)
-    repo._pk_cache = _NoCache()
+    ingest._pk_cache = _NoCache()
     try:
         yield
     finally:
-        BulkWriter._exec, repo._pk_cache = ours_exec, ours_cache
+        BulkWriter._exec, ingest._pk_cache = ours_exec, ours_cache
 
 
 def main() -> int:
@@ -104,19 +104,19 @@ def main() -> int:
             url = mdb.url
         else:
             url = f"sqlite:///{tempfile.mkdtemp(prefix='commit-cost-')}/cloud.db"
-        repo = Repository.open(url, distress_labels=["scream"], sample_rate=0.0)
+        store = Store.open(url, distress_labels=["scream"], sample_rate=0.0)
         try:
-            repo.upgrade()
+            store.upgrade()
             devices = [f"dev-{i:04d}" for i in range(200)]
-            repo.add_devices(devices)
+            store.devices.add_devices(devices)
             modes = {"ours": contextlib.nullcontext}
             if kind == "mariadb":
-                modes["peer (SQLAlchemy path, no pk cache)"] = lambda: _peer(repo)
+                modes["peer (SQLAlchemy path, no pk cache)"] = lambda: _peer(store.ingest)
             for group in (1, 5):
-                for name, (cpu, wall) in measure(repo, devices, group, args.commits, modes).items():
+                for name, (cpu, wall) in measure(store.ingest, devices, group, args.commits, modes).items():
                     rows.append((f"{kind}: {name}", group, cpu, cpu / group, wall))
         finally:
-            repo.close()
+            store.close()
             if mdb is not None:
                 mdb.drop()
     print(f"{args.commits} commits per case, median of 7 paired rounds, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")

@@ -244,7 +244,7 @@ def run_phase(target, devs, phase, args, server_pid: int = 0) -> dict:
 
 # ---------------------------------------------------------------------------------------------- orchestration
 def bench_db(kind: str, args) -> list[dict]:
-    from cloud_svc.repository import Repository
+    from cloud_svc.store import Store
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     mdb = None
@@ -264,11 +264,11 @@ def bench_db(kind: str, args) -> list[dict]:
                 # Let the previous phase's background work (InnoDB purge and flushing, the page cache writing
                 # back a SQLite WAL) finish before the clock starts: it is not this phase's load.
                 time.sleep(args.pause)
-            repo = Repository.open(url)
-            repo.upgrade()
+            store = Store.open(url)
+            store.upgrade()
             ids = [f"bench-{phase[0]}-{i:05d}" for i in range(args.devices)]
-            toks = repo.add_devices(ids)
-            repo.close()
+            toks = store.devices.add_devices(ids)
+            store.close()
             srv = ServerProcess(url, clips=str(tmp / "clips"), log_path=tmp / f"server-{phase}.log",
                                 extra=("--procs", str(args.server_procs), *FLEET_FLAGS[args.fleet]))
             srv.start()

@@ -96,10 +96,10 @@ def _client(args):
     return QueryClient(args.server, token=args.token, **tls)
 
 
-def _repo(url: str):
-    from cloud_svc.repository import Repository
+def _store(url: str):
+    from cloud_svc.store import Store
 
-    return Repository.open(url)
+    return Store.open(url)
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -144,22 +144,22 @@ def cmd_devices(args) -> int:
             raise argparse.ArgumentTypeError("a device id is 1-128 characters of [A-Za-z0-9._:-]")
         if not args.db:
             raise argparse.ArgumentTypeError(f"devices {args.action} needs --db URL")
-        repo = _repo(args.db)
+        store = _store(args.db)
         try:
-            repo.upgrade()
+            store.upgrade()
             if args.action == "add":
-                token = repo.add_device(args.device_id)
+                token = store.devices.add_device(args.device_id)
                 print(f"device {args.device_id} added; its token (shown once, only a hash is stored):")
                 print(token)
             elif args.action == "rotate":
-                token = repo.rotate_token(args.device_id)
+                token = store.devices.rotate_token(args.device_id)
                 print(f"device {args.device_id}: new token (the old one no longer works):")
                 print(token)
             else:
-                repo.revoke_device(args.device_id)
+                store.devices.revoke_device(args.device_id)
                 print(f"device {args.device_id} revoked")
         finally:
-            repo.close()
+            store.close()
         return 0
     with _client(args) as c:
         devs = c.devices()
@@ -249,21 +249,21 @@ def cmd_correlate(args) -> int:
     import signal
 
     from cloud_svc import config
-    from cloud_svc.repository import Repository
+    from cloud_svc.store import Store
     from cloud_svc.workers import Correlator
 
     cfg = config.load(args.config, {"db": args.db})
-    repo = Repository.open(cfg.db)
-    repo.upgrade()
-    loop = Correlator(repo.fleet, cfg.fleet)
+    store = Store.open(cfg.db)
+    store.upgrade()
+    loop = Correlator(store.fleet, cfg.fleet)
     signal.signal(signal.SIGTERM, lambda *_: loop._stop.set())
-    print(f"correlating {repo.engine.url.render_as_string()}: radius {cfg.fleet.radius_m:g} m, window "
+    print(f"correlating {store.engine.url.render_as_string()}: radius {cfg.fleet.radius_m:g} m, window "
           f"{cfg.fleet.window_s:g} s, {cfg.fleet.min_devices} devices", flush=True)
     try:
         loop.run()
     except KeyboardInterrupt:
         pass
-    repo.close()
+    store.close()
     print(f"stopped: {loop.alerts} fleet alerts made or extended")
     return 0
 
@@ -273,16 +273,15 @@ def cmd_verify(args) -> int:
 
     from cloud_svc import config, verify
     from cloud_svc.clipstore import open_store
+    from cloud_svc.store import Store
     from cloud_svc.workers import VerifyWorker
 
     cfg = config.load(args.config, {"db": args.db, "clips": args.clips, "verify.verifier": args.verifier})
     verifier = verify.load(cfg.verify.verifier)
-    store = open_store(cfg.clips, cfg.db)
-    from cloud_svc.repository import Repository
-
-    repo = Repository.open(cfg.db)
-    repo.upgrade()
-    workers = [VerifyWorker(repo, store, verifier, cfg.verify, i) for i in range(args.workers)]
+    clips = open_store(cfg.clips, cfg.db)
+    store = Store.open(cfg.db)
+    store.upgrade()
+    workers = [VerifyWorker(store.jobs, clips, verifier, cfg.verify, i) for i in range(args.workers)]
     if args.once:
         while workers[0].step():
             pass

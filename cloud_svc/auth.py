@@ -7,7 +7,7 @@ import time
 from typing import Iterable, Optional
 
 from cloud_svc.errors import Unauthenticated
-from cloud_svc.repository import Repository, hash_token
+from cloud_svc.store.devices import DeviceStore, hash_token
 
 AUTH_HEADER = "authorization"
 SCHEME = "bearer "
@@ -24,8 +24,8 @@ def bearer_token(metadata: Optional[Iterable[tuple[str, str]]]) -> str:
 class TokenAuth:
     """Token -> device id. Positive answers are cached for `ttl_s`, so a revocation takes effect within it."""
 
-    def __init__(self, repo: Repository, ttl_s: float = 5.0):
-        self.repo, self.ttl_s = repo, ttl_s
+    def __init__(self, devices: DeviceStore, ttl_s: float = 5.0):
+        self.devices, self.ttl_s = devices, ttl_s
         self._cache: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
@@ -43,7 +43,7 @@ class TokenAuth:
             hit = self._cache.get(key)
         if hit is not None and hit[1] > now:
             return hit[0]
-        device_id = self.repo.authenticate(token)  # raises Unauthenticated
+        device_id = self.devices.authenticate(token)  # raises Unauthenticated
         if self.ttl_s > 0:
             with self._lock:
                 if len(self._cache) > 100_000:
@@ -58,7 +58,7 @@ class TokenAuth:
             keys = list(self._cache)
         if not keys:
             return 0
-        valid = self.repo.active_tokens(keys)
+        valid = self.devices.active_tokens(keys)
         until = time.monotonic() + self.ttl_s
         with self._lock:
             for k in keys:

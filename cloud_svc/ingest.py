@@ -15,7 +15,7 @@ from cloud_svc.clipstore import ClipStore
 from cloud_svc.config import IngestConfig
 from cloud_svc.domain import BatchIn, EventIn, HeartbeatIn
 from cloud_svc.errors import CloudError, Draining, StorageUnavailable
-from cloud_svc.repository import Repository
+from cloud_svc.store import IngestStore
 
 log = logging.getLogger("cloud_svc.ingest")
 
@@ -46,9 +46,9 @@ class Committer:
     database.
     """
 
-    def __init__(self, repo: Repository, store: ClipStore, cfg: IngestConfig,
+    def __init__(self, ingest: IngestStore, store: ClipStore, cfg: IngestConfig,
                  on_alerts: Optional[Callable[[], None]] = None, shards: int = 1):
-        self.repo, self.store, self.cfg, self.on_alerts = repo, store, cfg, on_alerts
+        self.ingest, self.store, self.cfg, self.on_alerts = ingest, store, cfg, on_alerts
         self.shards = max(1, shards)
         self._queues: list[queue.Queue] = [queue.Queue() for _ in range(self.shards)]
         self._threads: list[threading.Thread] = []
@@ -145,7 +145,7 @@ class Committer:
             if err is not None:
                 break
             try:
-                outcome = self.repo.commit(batches, list(beats.values()))
+                outcome = self.ingest.commit(batches, list(beats.values()))
                 break
             except StorageUnavailable as exc:  # connection lost, deadlock, lock wait timeout: try again
                 if attempt == self.cfg.commit_retries:

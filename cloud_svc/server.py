@@ -1,4 +1,4 @@
-"""The cloud server: wires repository, clip store, committer, servicers and workers, and runs them on grpc.aio."""
+"""The cloud server: wires the store, clip store, committer, servicers and workers, and runs them on grpc.aio."""
 from __future__ import annotations
 
 import asyncio
@@ -24,7 +24,7 @@ from cloud_svc.config import CloudConfig
 from cloud_svc.db import make_engine
 from cloud_svc.errors import ConfigError
 from cloud_svc.ingest import Committer
-from cloud_svc.repository import Repository
+from cloud_svc.store import Store
 from cloud_svc.workers import Correlator, CorrelatorProcess, VerifyWorker
 
 log = logging.getLogger("cloud_svc.server")
@@ -83,31 +83,31 @@ class CloudApp:
         from cloud_svc.servicer.query import AlertBus, QueryServicer
 
         self.cfg, self.reuse_port = cfg, reuse_port
-        self.store = open_store(cfg.clips, cfg.db)
-        self.repo = Repository(make_engine(cfg.db), distress_labels=cfg.verify.distress_labels,
-                               sample_rate=cfg.verify.sample_rate, stale_after_s=cfg.ingest.stale_after_s,
-                               clip_uri=self.store.uri)
+        self.clips = open_store(cfg.clips, cfg.db)
+        self.store = Store(make_engine(cfg.db), distress_labels=cfg.verify.distress_labels,
+                           sample_rate=cfg.verify.sample_rate, stale_after_s=cfg.ingest.stale_after_s,
+                           clip_uri=self.clips.uri)
         if migrate:
-            rev = self.repo.upgrade()
-            log.info("database %s at revision %s", self.repo.engine.url.render_as_string(), rev)
+            rev = self.store.upgrade()
+            log.info("database %s at revision %s", self.store.engine.url.render_as_string(), rev)
         self.bus = AlertBus()
-        self.committer = Committer(self.repo, self.store, cfg.ingest, on_alerts=self.bus.publish_threadsafe,
-                                   shards=1 if self.repo.sqlite else cfg.ingest.committers)
-        self.ingest = IngestServicer(self.repo, TokenAuth(self.repo, cfg.ingest.auth_cache_s), self.committer,
-                                     self.store, cfg)
-        self.query = QueryServicer(self.repo, self.store, self.bus, StaticTokenAuth(cfg.query_token))
+        self.committer = Committer(self.store.ingest, self.clips, cfg.ingest, on_alerts=self.bus.publish_threadsafe,
+                                   shards=1 if self.store.sqlite else cfg.ingest.committers)
+        self.ingest = IngestServicer(self.store.devices, TokenAuth(self.store.devices, cfg.ingest.auth_cache_s),
+                                     self.committer, self.clips, cfg)
+        self.query = QueryServicer(self.store.queries, self.clips, self.bus, StaticTokenAuth(cfg.query_token))
         self.health = health.aio.HealthServicer()
         self.workers = []
         if cfg.fleet.enabled and cfg.fleet.process:
             self.workers.append(CorrelatorProcess(cfg))
         elif cfg.fleet.enabled:
-            self.workers.append(Correlator(self.repo.fleet, cfg.fleet, on_alerts=self.bus.publish_threadsafe))
+            self.workers.append(Correlator(self.store.fleet, cfg.fleet, on_alerts=self.bus.publish_threadsafe))
         if cfg.verify.workers:
             if verifier is None:
                 from cloud_svc import verify
 
                 verifier = verify.load(cfg.verify.verifier)
-            self.workers += [VerifyWorker(self.repo, self.store, verifier, cfg.verify, i)
+            self.workers += [VerifyWorker(self.store.jobs, self.clips, verifier, cfg.verify, i)
                              for i in range(cfg.verify.workers)]
         self.server: Optional[grpc.aio.Server] = None
         self.port = 0
@@ -139,7 +139,7 @@ class CloudApp:
         await asyncio.to_thread(self.committer.stop, self.cfg.ingest.drain_timeout_s)
         for w in self.workers:
             await asyncio.to_thread(w.stop)
-        self.repo.close()
+        self.store.close()
         log.info("stopped: %d commits, %d records", self.committer.commits, self.committer.records)
 
     async def run(self, on_started: Optional[Callable[[int], None]] = None) -> None:
@@ -238,11 +238,11 @@ def serve_forever(cfg: CloudConfig, *, migrate: bool = True, procs: int = 1,
         asyncio.run(CloudApp(cfg, migrate=migrate).run(on_started))
         return
     if migrate:
-        repo = Repository(make_engine(cfg.db))
+        store = Store(make_engine(cfg.db))
         try:
-            repo.upgrade()
+            store.upgrade()
         finally:
-            repo.close()
+            store.close()
     host, port = cfg.listen.rsplit(":", 1)
     placeholder = None
     if int(port) == 0:  # pick the port here, so that every process binds the same one

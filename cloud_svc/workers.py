@@ -12,7 +12,7 @@ from cloud_svc.config import FleetConfig, VerifyConfig
 from cloud_svc.domain import VerifyResult
 from cloud_svc.errors import CloudError, StorageUnavailable
 from cloud_svc.fleet import FleetIndex, FleetStore
-from cloud_svc.repository import Repository
+from cloud_svc.store import JobStore, Store
 
 log = logging.getLogger("cloud_svc.workers")
 
@@ -93,8 +93,8 @@ def _correlator_main(cfg_data: dict, parent_pid: int) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the server decides
-    repo = Repository.open(cfg.db)
-    loop = Correlator(repo.fleet, cfg.fleet)
+    store = Store.open(cfg.db)
+    loop = Correlator(store.fleet, cfg.fleet)
     loop.start()
     try:
         while not stop.wait(0.5):
@@ -105,7 +105,7 @@ def _correlator_main(cfg_data: dict, parent_pid: int) -> None:
                 break
     finally:
         loop.stop()
-        repo.close()
+        store.close()
 
 
 class CorrelatorProcess:
@@ -148,9 +148,9 @@ def worker_name(i: int = 0) -> str:
 class VerifyWorker(_Loop):
     """Claims verification jobs (SKIP LOCKED), runs the verifier on each clip and stores the verdict."""
 
-    def __init__(self, repo: Repository, store: ClipStore, verifier, cfg: VerifyConfig, index: int = 0):
+    def __init__(self, jobs: JobStore, store: ClipStore, verifier, cfg: VerifyConfig, index: int = 0):
         super().__init__()
-        self.repo, self.store, self.verifier, self.cfg = repo, store, verifier, cfg
+        self.jobs, self.store, self.verifier, self.cfg = jobs, store, verifier, cfg
         self.poll_s = cfg.poll_s
         self.name = f"verify-{index}"
         self.ident = worker_name(index)
@@ -158,7 +158,7 @@ class VerifyWorker(_Loop):
         self.failed = 0
 
     def step(self) -> bool:
-        jobs = self.repo.claim_jobs(self.ident, self.cfg.batch, self.cfg.lease_s, self.cfg.max_attempts)
+        jobs = self.jobs.claim_jobs(self.ident, self.cfg.batch, self.cfg.lease_s, self.cfg.max_attempts)
         for job in jobs:
             if self._stop.is_set():
                 break
@@ -167,12 +167,12 @@ class VerifyWorker(_Loop):
                     result = VerifyResult(self.verifier.KEY, [], {}, None, "no clip to verify")
                 else:
                     result = self.verifier.verify(self.store.get(job.clip.sha256), job.clip.format, job.label)
-                self.repo.finish_job(job, result)
+                self.jobs.finish_job(job, result)
                 self.done += 1
             except StorageUnavailable:
                 raise
             except (CloudError, Exception) as exc:  # noqa: BLE001 - a bad clip fails its job, not the worker
                 self.failed += 1
                 log.warning("verification of %s/%s failed: %s", job.device_id, job.event_id, exc)
-                self.repo.fail_job(job, f"{type(exc).__name__}: {exc}", self.cfg.max_attempts)
+                self.jobs.fail_job(job, f"{type(exc).__name__}: {exc}", self.cfg.max_attempts)
         return len(jobs) == self.cfg.batch

@@ -13,8 +13,8 @@ from cloud_svc.clipstore import ClipStore, Upload
 from cloud_svc.config import CloudConfig
 from cloud_svc.errors import CloudError, Draining, InvalidMessage, PermissionDenied
 from cloud_svc.ingest import Committer
-from cloud_svc.repository import Repository
 from cloud_svc.servicer import convert
+from cloud_svc.store import DeviceStore
 
 log = logging.getLogger("cloud_svc.ingest")
 
@@ -64,8 +64,9 @@ class _Stream:
 
 
 class IngestServicer:
-    def __init__(self, repo: Repository, auth: TokenAuth, committer: Committer, store: ClipStore, cfg: CloudConfig):
-        self.repo, self.auth, self.committer, self.store, self.cfg = repo, auth, committer, store, cfg
+    def __init__(self, devices: DeviceStore, auth: TokenAuth, committer: Committer, store: ClipStore,
+                 cfg: CloudConfig):
+        self.devices, self.auth, self.committer, self.store, self.cfg = devices, auth, committer, store, cfg
         self._streams: set[_Stream] = set()
         self.draining = False
         self.rejected = 0
@@ -182,7 +183,7 @@ class IngestServicer:
             if h.device_id != s.device_id:
                 raise PermissionDenied(f"this token belongs to {s.device_id!r}, not {h.device_id!r}")
             agent = convert.text(h.agent, "hello.agent", required=False)
-            mark = await asyncio.to_thread(self.repo.hello, s.device_id, agent)
+            mark = await asyncio.to_thread(self.devices.hello, s.device_id, agent)
             s.out.put_nowait(convert.ack(s.device_id, mark))
             s.out.put_nowait(convert.config_push(self.cfg.edge_thresholds, self.cfg.verify.sample_rate))
         else:

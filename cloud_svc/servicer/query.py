@@ -11,8 +11,8 @@ from cloud_svc import errors
 from cloud_svc.auth import StaticTokenAuth
 from cloud_svc.clipstore import ClipStore
 from cloud_svc.errors import CloudError, InvalidMessage
-from cloud_svc.repository import Repository
 from cloud_svc.servicer import convert
+from cloud_svc.store import QueryStore
 
 log = logging.getLogger("cloud_svc.query")
 
@@ -50,15 +50,15 @@ class AlertBus:
 
 
 class QueryServicer(query_pb2_grpc.QueryServicer):
-    def __init__(self, repo: Repository, store: ClipStore, bus: AlertBus, auth: StaticTokenAuth):
-        self.repo, self.store, self.bus, self.auth = repo, store, bus, auth
+    def __init__(self, queries: QueryStore, store: ClipStore, bus: AlertBus, auth: StaticTokenAuth):
+        self.queries, self.store, self.bus, self.auth = queries, store, bus, auth
         self.closing = False
 
     def register(self, server: grpc.aio.Server) -> None:
         query_pb2_grpc.add_QueryServicer_to_server(self, server)
 
     async def _guard(self, context, fn, *args, **kw):
-        """Check the operator token, run a repository call off the event loop, map errors to status codes."""
+        """Check the operator token, run a store call off the event loop, map errors to status codes."""
         try:
             self.auth.check(context.invocation_metadata())
             return await asyncio.to_thread(fn, *args, **kw)
@@ -70,11 +70,11 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
             f = convert.event_filter(request, DEFAULT_LIMIT, MAX_LIMIT)
         except InvalidMessage as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        for e in await self._guard(context, self.repo.list_events, f):
+        for e in await self._guard(context, self.queries.list_events, f):
             yield convert.event_info(e)
 
     async def ListDevices(self, request, context):
-        devs = await self._guard(context, self.repo.list_devices)
+        devs = await self._guard(context, self.queries.list_devices)
         return query_pb2.ListDevicesResponse(devices=[convert.device_info(d) for d in devs])
 
     async def GetClip(self, request, context):
@@ -82,7 +82,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         if not request.device_id or which is None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "device_id and one of seq, event_id are required")
         kw = {"seq": request.seq} if which == "seq" else {"event_id": request.event_id}
-        clip = await self._guard(context, self.repo.get_clip, request.device_id, **kw)
+        clip = await self._guard(context, self.queries.get_clip, request.device_id, **kw)
         data = await self._guard(context, self.store.get, clip.sha256)
         for off in range(0, max(len(data), 1), CLIP_CHUNK):
             piece = query_pb2.ClipData(offset=off, data=data[off:off + CLIP_CHUNK], total_size=len(data))
@@ -91,7 +91,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
             yield piece
 
     async def ListAlerts(self, request, context):
-        alerts = await self._guard(context, self.repo.list_alerts, start_ns=request.start_ns or None,
+        alerts = await self._guard(context, self.queries.list_alerts, start_ns=request.start_ns or None,
                                    end_ns=request.end_ns or None, kind=request.kind,
                                    limit=min(request.limit or DEFAULT_LIMIT, MAX_LIMIT), after_id=request.after_id)
         for a in alerts:
@@ -103,12 +103,12 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         after = int(request.after_id)
         since = request.since_ns or None
         if not after and since is None:
-            after = await self._guard(context, self.repo.last_alert_id)  # only what happens from now on
+            after = await self._guard(context, self.queries.last_alert_id)  # only what happens from now on
         wake = self.bus.waiter()
         try:
             while not self.closing:
                 wake.clear()  # before the query: an alert stored during it wakes the next wait at once
-                batch = await self._guard(context, self.repo.list_alerts, kind=request.kind, after_id=after,
+                batch = await self._guard(context, self.queries.list_alerts, kind=request.kind, after_id=after,
                                           created_since_ns=since, limit=DEFAULT_LIMIT)
                 for a in batch:
                     after = max(after, a.id)
@@ -123,6 +123,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
             self.bus.drop(wake)
 
     async def GetAgreement(self, request, context):
-        rows = await self._guard(context, self.repo.agreement, request.start_ns or None, request.end_ns or None)
+        rows = await self._guard(context, self.queries.agreement, request.start_ns or None,
+                                 request.end_ns or None)
         return query_pb2.GetAgreementResponse(labels=[
             query_pb2.LabelAgreement(label=a.label, verified=a.verified, agreed=a.agreed, rate=a.rate) for a in rows])

@@ -1,1 +1,52 @@
-"""The cloud's storage, split by concern over one engine (base)."""
+"""The cloud's storage, the only code that opens database connections: one engine, split by concern.
+
+Callers use the part they need: `store.devices` (registry, tokens), `store.ingest` (the committer's writes),
+`store.queries` (read models), `store.jobs` (verification claims) and `store.fleet` (the correlator's storage,
+kept beside its algorithm in cloud_svc.fleet). The schema belongs to cloud_svc/migrations.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Optional
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from cloud_svc.db import make_engine, upgrade as upgrade_schema
+from cloud_svc.fleet.store import FleetStore
+from cloud_svc.store.base import Database
+from cloud_svc.store.devices import DeviceStore
+from cloud_svc.store.ingest import IngestStore
+from cloud_svc.store.jobs import JobStore
+from cloud_svc.store.queries import QueryStore
+
+__all__ = ["DeviceStore", "IngestStore", "JobStore", "QueryStore", "Store"]
+
+
+class Store:
+    """Owns one engine and every part of the store over it. Thread-safe (a connection per call)."""
+
+    def __init__(self, engine: Engine, *, distress_labels: Iterable[str] = (), sample_rate: float = 0.0,
+                 stale_after_s: float = 120.0, clip_uri: Optional[Callable[[str], str]] = None):
+        self.engine = engine
+        self.db = Database(engine)
+        self.sqlite = self.db.sqlite
+        self.devices = DeviceStore(self.db)
+        self.ingest = IngestStore(self.db, distress_labels=distress_labels, sample_rate=sample_rate,
+                                  clip_uri=clip_uri)
+        self.queries = QueryStore(self.db, stale_after_s=stale_after_s)
+        self.jobs = JobStore(self.db)
+        self.fleet = FleetStore(self.db)
+
+    @classmethod
+    def open(cls, url: str, **kw) -> "Store":
+        return cls(make_engine(url), **kw)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def upgrade(self) -> str:
+        return upgrade_schema(self.engine)
+
+    def ping(self) -> None:
+        with self.db.read() as conn:
+            conn.execute(sa.text("SELECT 1"))

@@ -13,26 +13,26 @@ import psutil
 
 from cloud_svc import config
 from cloud_svc.domain import BatchIn, EventIn, RecordIn
-from cloud_svc.repository import Repository
+from cloud_svc.store import Store
 from cloud_svc.server import ServerThread
 from cloud_svc.testing import REPO, ServerProcess, env_with_repo
 
 
-def _two_devices_hear_a_gunshot(repo: Repository, prefix: str) -> None:
+def _two_devices_hear_a_gunshot(store: Store, prefix: str) -> None:
     t = time.time_ns()
     batches = []
     for i, d in enumerate((f"{prefix}-a", f"{prefix}-b")):
-        repo.add_device(d)
+        store.devices.add_device(d)
         e = EventIn(uuid.uuid4().hex, "gunshot", t + i * 10**9, None, 0.9, [("Gunshot, gunfire", 0.9)],
                     52.52 + i * 1e-4, 13.40, "onnxruntime", "ab" * 32, 2.0)
         batches.append(BatchIn(d, 1, [RecordIn(1, t, "event", e)]))
-    repo.commit(batches)
+    store.ingest.commit(batches)
 
 
-def _wait_fleet_alert(repo: Repository, timeout: float = 30.0) -> list:
+def _wait_fleet_alert(store: Store, timeout: float = 30.0) -> list:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        alerts = repo.list_alerts(kind="fleet")
+        alerts = store.queries.list_alerts(kind="fleet")
         if alerts:
             return alerts
         time.sleep(0.2)
@@ -47,8 +47,8 @@ def test_serve_with_a_fleet_process_links_events_and_the_child_ends_with_the_ser
     try:
         [child] = [w for w in srv.app.workers if hasattr(w, "process")]
         assert child.process.is_alive() and child.process.pid != os.getpid()
-        _two_devices_hear_a_gunshot(srv.app.repo, "fp")
-        [alert] = _wait_fleet_alert(srv.app.repo)
+        _two_devices_hear_a_gunshot(srv.app.store, "fp")
+        [alert] = _wait_fleet_alert(srv.app.store)
         assert alert.device_count == 2 and alert.labels == ["gunshot"]
     finally:
         srv.stop()
@@ -80,15 +80,15 @@ def test_a_fleet_process_does_not_outlive_a_killed_server(tmp_path):
 
 
 def test_the_correlate_command_links_events_and_stops_on_sigterm(cloud_db):
-    repo = Repository.open(cloud_db)
-    repo.upgrade()
+    store = Store.open(cloud_db)
+    store.upgrade()
     try:
-        _two_devices_hear_a_gunshot(repo, "cc")
+        _two_devices_hear_a_gunshot(store, "cc")
         env = {**env_with_repo(), "CLOUD_SVC__FLEET__SETTLE_S": "0", "CLOUD_SVC__FLEET__POLL_S": "0.2"}
         proc = subprocess.Popen([sys.executable, "-m", "cloud_svc", "correlate", "--db", cloud_db], cwd=REPO,
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            [alert] = _wait_fleet_alert(repo)
+            [alert] = _wait_fleet_alert(store)
             assert alert.device_count == 2
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -96,7 +96,7 @@ def test_the_correlate_command_links_events_and_stops_on_sigterm(cloud_db):
         assert proc.returncode == 0, err[-2000:]
         assert "1 fleet alerts made or extended" in out
     finally:
-        repo.close()
+        store.close()
 
 
 def test_a_server_whose_fleet_process_died_still_stops_promptly(tmp_path):

@@ -50,7 +50,7 @@ def put_event(outbox: Outbox, device: str, clip: bytes | None = None, label: str
 
 
 def test_acks_trim_the_outbox_and_everything_arrives_once(server, tmp_path):
-    token = server.app.repo.add_device("lamp-1")
+    token = server.app.store.devices.add_device("lamp-1")
     ob = Outbox(tmp_path / "outbox.db")
     for _ in range(150):
         put_event(ob, "lamp-1")
@@ -60,12 +60,12 @@ def test_acks_trim_the_outbox_and_everything_arrives_once(server, tmp_path):
     assert wait_for(up.drained)
     assert ob.stats()["acked"] == 300 and ob.stats()["depth"] == 0
     up.stop()
-    assert server.app.repo.count_events("lamp-1") == 150 and up.failed is None
-    assert beats and server.app.repo.list_devices()[0].figures.get("rtf") == 42.0
+    assert server.app.store.queries.count_events("lamp-1") == 150 and up.failed is None
+    assert beats and server.app.store.queries.list_devices()[0].figures.get("rtf") == 42.0
 
 
 def test_a_large_clip_is_chunked_and_arrives_byte_exact(server, tmp_path):
-    token = server.app.repo.add_device("lamp-1")
+    token = server.app.store.devices.add_device("lamp-1")
     ob = Outbox(tmp_path / "outbox.db")
     big, small = os.urandom(3 * (1 << 20) + 17), os.urandom(20_000)
     s_big, _ = put_event(ob, "lamp-1", clip=big)
@@ -81,7 +81,7 @@ def test_a_large_clip_is_chunked_and_arrives_byte_exact(server, tmp_path):
 
 
 def test_records_the_outbox_dropped_do_not_stall_the_acks(server, tmp_path):
-    token = server.app.repo.add_device("lamp-1")
+    token = server.app.store.devices.add_device("lamp-1")
     ob = Outbox(tmp_path / "outbox.db", max_bytes=1 << 16)  # small: the oldest records get dropped
     for _ in range(200):
         put_event(ob, "lamp-1")
@@ -91,8 +91,8 @@ def test_records_the_outbox_dropped_do_not_stall_the_acks(server, tmp_path):
     up = Uplink(ob, f"127.0.0.1:{server.port}", "lamp-1", token, options=UplinkOptions(**FAST)).start()
     assert wait_for(up.drained)
     up.stop()
-    assert server.app.repo.watermark("lamp-1") == st["next_seq"] - 1
-    with server.app.repo.engine.connect() as c:
+    assert server.app.store.devices.watermark("lamp-1") == st["next_seq"] - 1
+    with server.app.store.engine.connect() as c:
         stored = set(c.scalars(sa.text("SELECT event_id FROM events WHERE device_id='lamp-1'")))
     assert stored == {r.body["event_id"] for r in survivors}  # every surviving event, once
 
@@ -102,7 +102,7 @@ def test_a_late_ack_times_the_session_out_and_the_replay_is_idempotent(tmp_path)
                              "clips": str(tmp_path / "clips"), "fleet.enabled": False,
                              "ingest.commit_linger_ms": 1500})  # every commit waits 1.5 s
     with ServerThread(cfg) as srv:
-        token = srv.app.repo.add_device("lamp-1")
+        token = srv.app.store.devices.add_device("lamp-1")
         ob = Outbox(tmp_path / "outbox.db")
         for _ in range(20):
             put_event(ob, "lamp-1")
@@ -111,11 +111,11 @@ def test_a_late_ack_times_the_session_out_and_the_replay_is_idempotent(tmp_path)
         assert wait_for(up.drained, 60)
         up.stop()
         assert up.retries >= 1 and "DEADLINE_EXCEEDED" in up.last_error
-        assert srv.app.repo.count_events("lamp-1") == 20
+        assert srv.app.store.queries.count_events("lamp-1") == 20
 
 
 def test_a_refused_token_stops_the_uplink_and_keeps_the_records(server, tmp_path):
-    server.app.repo.add_device("lamp-1")
+    server.app.store.devices.add_device("lamp-1")
     ob = Outbox(tmp_path / "outbox.db")
     put_event(ob, "lamp-1")
     up = Uplink(ob, f"127.0.0.1:{server.port}", "lamp-1", "ert_not-a-token", options=UplinkOptions(**FAST)).start()
@@ -137,7 +137,7 @@ def test_an_unreachable_cloud_is_retried_with_growing_jittered_backoff():
 
 
 def test_a_spool_reset_below_the_clouds_watermark_is_refused_loudly(server, tmp_path):
-    token = server.app.repo.add_device("lamp-1")
+    token = server.app.store.devices.add_device("lamp-1")
     ob = Outbox(tmp_path / "a.db")
     for _ in range(5):
         put_event(ob, "lamp-1")
@@ -181,7 +181,7 @@ def test_the_uplink_speaks_tls_and_mtls(tmp_path, pki, mutual):
     cfg = config.load(None, {"db": f"sqlite:///{tmp_path / 'cloud.db'}", "listen": "127.0.0.1:0",
                              "clips": str(tmp_path / "clips"), "fleet.enabled": False, **tls})
     with ServerThread(cfg) as srv:
-        token = srv.app.repo.add_device("lamp-1")
+        token = srv.app.store.devices.add_device("lamp-1")
         ob = Outbox(tmp_path / "outbox.db")
         put_event(ob, "lamp-1")
         client = {"tls_cert": str(pki / "client.pem"), "tls_key": str(pki / "client.key")} if mutual else {}
@@ -204,7 +204,7 @@ def test_the_uplink_speaks_tls_and_mtls(tmp_path, pki, mutual):
             time.sleep(1.5)
             assert not anon.drained()
             anon.stop()
-        assert srv.app.repo.count_events("lamp-1") == 1
+        assert srv.app.store.queries.count_events("lamp-1") == 1
 
 
 def test_edge_run_takes_mtls_from_its_flags(tmp_path, pki):
@@ -214,7 +214,7 @@ def test_edge_run_takes_mtls_from_its_flags(tmp_path, pki):
                              "tls.client_ca": str(pki / "ca.pem")})
     flags = ("--tls-ca", str(pki / "ca.pem"), "--tls-cert", str(pki / "client.pem"), "--tls-key", str(pki / "client.key"))
     with ServerThread(cfg) as srv:
-        token = srv.app.repo.add_device("lamp-tls")
+        token = srv.app.store.devices.add_device("lamp-tls")
         r = edge_run("synth:distress", tmp_path / "spool", cloud=f"127.0.0.1:{srv.port}", device_id="lamp-tls",
                      token=token, extra=flags)
         assert r.returncode == 0, r.stderr[-3000:]
@@ -222,7 +222,7 @@ def test_edge_run_takes_mtls_from_its_flags(tmp_path, pki):
         st = ob.stats()
         ob.close()
         assert st["depth"] == 0 and st["next_seq"] > 1  # everything recorded was acked over mTLS
-        assert srv.app.repo.count_events("lamp-tls") >= 2
+        assert srv.app.store.queries.count_events("lamp-tls") >= 2
 
         # A client certificate without its key is refused up front, by name, with no traceback.
         r = edge_run("synth:quiet", tmp_path / "spool2", cloud=f"127.0.0.1:{srv.port}", device_id="lamp-tls",

@@ -18,11 +18,11 @@ def _mariadb_session():
     if why:
         pytest.fail(why)
     db = TempMariaDB()
-    from cloud_svc.repository import Repository
+    from cloud_svc.store import Store
 
-    repo = Repository.open(db.url)
-    repo.upgrade()
-    repo.close()
+    store = Store.open(db.url)
+    store.upgrade()
+    store.close()
     yield db
     db.drop()
 
@@ -32,11 +32,11 @@ def db_url(request, tmp_path):
     """A migrated, empty database: a fresh SQLite file, or the session's MariaDB database wiped clean."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'cloud.db'}"
-        from cloud_svc.repository import Repository
+        from cloud_svc.store import Store
 
-        r = Repository.open(url)
-        r.upgrade()
-        r.close()
+        store = Store.open(url)
+        store.upgrade()
+        store.close()
         return url
     db = request.getfixturevalue("_mariadb_session")
     from cloud_svc.db import make_engine
@@ -48,9 +48,9 @@ def db_url(request, tmp_path):
 
 
 @pytest.fixture
-def repo(db_url):
-    from cloud_svc.repository import Repository
+def store(db_url):
+    from cloud_svc.store import Store
 
-    r = Repository.open(db_url, distress_labels=["glass_break", "scream", "shout", "gunshot"], sample_rate=0.0)
-    yield r
-    r.close()
+    s = Store.open(db_url, distress_labels=["glass_break", "scream", "shout", "gunshot"], sample_rate=0.0)
+    yield s
+    s.close()

@@ -15,11 +15,11 @@ def test_devices_add_prints_the_token_as_its_last_line_and_stores_only_its_hash(
     url = f"sqlite:///{tmp_path / 'c.db'}"
     token = add_device(url, "lamp-9")
     assert token.startswith("ert_") and len(token) > 40
-    from cloud_svc.repository import Repository
+    from cloud_svc.store import Store
 
-    r = Repository.open(url)
-    assert r.authenticate(token) == "lamp-9"
-    r.close()
+    store = Store.open(url)
+    assert store.devices.authenticate(token) == "lamp-9"
+    store.close()
     dup = cloud_cli("devices", "add", "lamp-9", "--db", url, check=False)
     assert dup.returncode == 2 and "exists" in dup.stderr
     bad = cloud_cli("devices", "add", "no spaces", "--db", url, check=False)
@@ -35,7 +35,7 @@ def test_events_and_devices_print_tables_or_json(tmp_path):
     url = f"sqlite:///{tmp_path / 'c.db'}"
     cfg = config.load(None, {"db": url, "listen": "127.0.0.1:0", "clips": str(tmp_path / "clips")})
     with ServerThread(cfg) as srv:
-        srv.app.repo.add_device("lamp-1")
+        srv.app.store.devices.add_device("lamp-1")
         target = f"127.0.0.1:{srv.port}"
         assert json.loads(cloud_cli("events", "--server", target, "--json").stdout) == []
         devs = json.loads(cloud_cli("devices", "--server", target, "--json").stdout)

@@ -115,7 +115,7 @@ def test_a_bucket_outage_is_retried_and_loses_nothing(tmp_path, monkeypatch):
     cfg = config.load(None, {"db": f"sqlite:///{tmp_path / 'cloud.db'}", "listen": "127.0.0.1:0",
                              "clips": f"s3://clips?endpoint={endpoint}", "fleet.enabled": False})
     with ServerThread(cfg) as srv:
-        token = srv.app.repo.add_device("lamp-s3")
+        token = srv.app.store.devices.add_device("lamp-s3")
         ob = Outbox(tmp_path / "outbox.db")
         data = os.urandom(30_000)
         seq = _clip_event(ob, "lamp-s3", data)
@@ -123,7 +123,7 @@ def test_a_bucket_outage_is_retried_and_loses_nothing(tmp_path, monkeypatch):
         try:
             time.sleep(2.0)  # the bucket is down: the batch is refused as UNAVAILABLE and kept
             assert not up.drained() and up.failed is None and ob.stats()["depth"] == 2
-            assert srv.app.repo.count_events("lamp-s3") == 0
+            assert srv.app.store.queries.count_events("lamp-s3") == 0
             s3srv = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
             s3srv.start()
             try:
@@ -131,7 +131,7 @@ def test_a_bucket_outage_is_retried_and_loses_nothing(tmp_path, monkeypatch):
                 assert _drain(up, 30), up.failed
                 with QueryClient(f"127.0.0.1:{srv.port}") as q:
                     assert q.clip("lamp-s3", seq=seq)[1] == data
-                assert srv.app.repo.count_events("lamp-s3") == 1
+                assert srv.app.store.queries.count_events("lamp-s3") == 1
             finally:
                 s3srv.stop()
         finally:
@@ -142,7 +142,7 @@ def test_clips_sent_by_an_edge_round_trip_byte_exact_through_the_bucket(s3, tmp_
     cfg = config.load(None, {"db": f"sqlite:///{tmp_path / 'cloud.db'}", "listen": "127.0.0.1:0",
                              "clips": f"s3://clips/prod?endpoint={s3}", "fleet.enabled": False})
     with ServerThread(cfg) as srv:
-        token = srv.app.repo.add_device("lamp-s3")
+        token = srv.app.store.devices.add_device("lamp-s3")
         ob = Outbox(tmp_path / "outbox.db")
         clips = {}
         for size in (20_000, 2 * (1 << 20) + 5):  # one inline, one chunked

@@ -50,11 +50,11 @@ def _start(eid, label, lat, lon, t):
     return EventIn(eid, label, t, None, 0.8, [("Glass", 0.8)], lat, lon)
 
 
-def test_two_devices_hearing_the_same_label_nearby_make_one_fleet_alert(repo):
+def test_two_devices_hearing_the_same_label_nearby_make_one_fleet_alert(store):
     for d in ("a", "b", "c", "far"):
-        repo.add_device(d)
+        store.devices.add_device(d)
     t = time.time_ns()
-    repo.commit([
+    store.ingest.commit([
         BatchIn("a", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "glass_break", 52.5200, 13.4000, t))]),
         BatchIn("b", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "glass_break", 52.5210, 13.4010, t + 10**9))]),
         BatchIn("c", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "glass_break", 52.5205, 13.4005, t + 3 * 10**9)),
@@ -62,43 +62,45 @@ def test_two_devices_hearing_the_same_label_nearby_make_one_fleet_alert(repo):
         BatchIn("far", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "glass_break", 48.0, 11.0, t))]),
     ])
     ix = FleetIndex(R, T, 60)
-    assert repo.fleet.correlate(ix, settle_s=0.0)
-    alerts = repo.list_alerts(kind="fleet")
+    assert store.fleet.correlate(ix, settle_s=0.0)
+    alerts = store.queries.list_alerts(kind="fleet")
     assert len(alerts) == 1
     a = alerts[0]
     assert a.labels == ["glass_break"] and a.device_count == 3
     assert sorted(e.device_id for e in a.events) == ["a", "b", "c"]
     # nothing new: nothing more
-    assert repo.fleet.correlate(ix, settle_s=0.0) == []
-    assert len(repo.list_alerts(kind="fleet")) == 1
+    assert store.fleet.correlate(ix, settle_s=0.0) == []
+    assert len(store.queries.list_alerts(kind="fleet")) == 1
 
 
-def test_a_restarted_correlator_links_new_events_to_the_existing_alert(repo):
+def test_a_restarted_correlator_links_new_events_to_the_existing_alert(store):
     for d in ("a", "b", "c"):
-        repo.add_device(d)
+        store.devices.add_device(d)
     t = time.time_ns()
-    repo.commit([BatchIn("a", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "gunshot", 1.0, 1.0, t))]),
-                 BatchIn("b", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "gunshot", 1.001, 1.0, t))])])
-    repo.fleet.correlate(FleetIndex(R, T, 60), settle_s=0.0)
-    repo.commit([BatchIn("c", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "gunshot", 1.0, 1.001, t))])])
+    store.ingest.commit([BatchIn("a", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "gunshot", 1.0, 1.0, t))]),
+                         BatchIn("b", 1, [RecordIn(1, t, "event",
+                                                   _start(uuid.uuid4().hex, "gunshot", 1.001, 1.0, t))])])
+    store.fleet.correlate(FleetIndex(R, T, 60), settle_s=0.0)
+    store.ingest.commit([BatchIn("c", 1, [RecordIn(1, t, "event",
+                                                   _start(uuid.uuid4().hex, "gunshot", 1.0, 1.001, t))])])
     fresh = FleetIndex(R, T, 60)  # a new process: warms up from the database
-    repo.fleet.correlate(fresh, settle_s=0.0)
-    [a] = repo.list_alerts(kind="fleet")
+    store.fleet.correlate(fresh, settle_s=0.0)
+    [a] = store.queries.list_alerts(kind="fleet")
     assert a.device_count == 3
 
 
-def test_events_younger_than_the_settle_time_wait(repo):
+def test_events_younger_than_the_settle_time_wait(store):
     for d in ("a", "b"):
-        repo.add_device(d)
+        store.devices.add_device(d)
     t = time.time_ns()
-    repo.commit([BatchIn("a", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "scream", 1.0, 1.0, t))]),
-                 BatchIn("b", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "scream", 1.0, 1.0, t))])])
+    store.ingest.commit([BatchIn("a", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "scream", 1.0, 1.0, t))]),
+                         BatchIn("b", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "scream", 1.0, 1.0, t))])])
     ix = FleetIndex(R, T, 60)
-    assert repo.fleet.correlate(ix, settle_s=30.0) == [] and ix.seen_id == 0
-    assert repo.fleet.correlate(ix, settle_s=0.0)
+    assert store.fleet.correlate(ix, settle_s=30.0) == [] and ix.seen_id == 0
+    assert store.fleet.correlate(ix, settle_s=0.0)
 
 
-def test_a_correlator_that_loses_the_cursor_mid_step_starts_over_and_skips_nothing(repo, monkeypatch):
+def test_a_correlator_that_loses_the_cursor_mid_step_starts_over_and_skips_nothing(store, monkeypatch):
     """Two correlators on one database: while one plans (on SQLite without the write lock), the other moves the
     cursor past only some of the events. The first must not write, and must not remember that it has seen the
     rest, or those would never be linked."""
@@ -107,17 +109,17 @@ def test_a_correlator_that_loses_the_cursor_mid_step_starts_over_and_skips_nothi
     from cloud_svc.schema import cursors
 
     for d in ("a", "b", "c", "d"):
-        repo.add_device(d)
+        store.devices.add_device(d)
     t = time.time_ns()
-    repo.commit([BatchIn("a", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "gunshot", 1.0, 1.0, t))]),
-                 BatchIn("b", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "gunshot", 1.0, 1.0, t))])])
-    first_two = repo.fleet.correlate(FleetIndex(R, T, 60), settle_s=0.0)  # the other correlator's earlier work
+    store.ingest.commit([BatchIn("a", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "gunshot", 1.0, 1.0, t))]),
+                         BatchIn("b", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "gunshot", 1.0, 1.0, t))])])
+    first_two = store.fleet.correlate(FleetIndex(R, T, 60), settle_s=0.0)  # the other correlator's earlier work
     assert len(first_two) == 1
-    repo.commit([BatchIn("c", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "siren", 5.0, 5.0, t))]),
-                 BatchIn("d", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "siren", 5.0, 5.0, t))])])
-    with repo.engine.begin() as c:
+    store.ingest.commit([BatchIn("c", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "siren", 5.0, 5.0, t))]),
+                         BatchIn("d", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "siren", 5.0, 5.0, t))])])
+    with store.engine.begin() as c:
         pos = c.scalar(sa.select(cursors.c.value))
-    real_plan = type(repo.fleet)._plan_links
+    real_plan = type(store.fleet)._plan_links
 
     def plan_then_lose_the_race(self, *a, **kw):
         plan = real_plan(self, *a, **kw)
@@ -127,14 +129,14 @@ def test_a_correlator_that_loses_the_cursor_mid_step_starts_over_and_skips_nothi
 
     ix = FleetIndex(R, T, 60)
     ix.seen_id = pos  # it has seen what the other one saw
-    if repo.sqlite:  # MySQL's row lock makes this interleaving impossible there
-        monkeypatch.setattr(type(repo.fleet), "_plan_links", plan_then_lose_the_race)
-        assert repo.fleet.correlate(ix, settle_s=0.0) == []
+    if store.sqlite:  # MySQL's row lock makes this interleaving impossible there
+        monkeypatch.setattr(type(store.fleet), "_plan_links", plan_then_lose_the_race)
+        assert store.fleet.correlate(ix, settle_s=0.0) == []
         assert ix.seen_id == 0 and ix.size() == 0  # starts over from the stored cursor
         monkeypatch.undo()
-        [siren] = repo.fleet.correlate(ix, settle_s=0.0)  # and still links the pair across the cursor
-        assert {a.id for a in repo.list_alerts(kind="fleet")} == {first_two[0], siren}
-        with repo.engine.begin() as c:
+        [siren] = store.fleet.correlate(ix, settle_s=0.0)  # and still links the pair across the cursor
+        assert {a.id for a in store.queries.list_alerts(kind="fleet")} == {first_two[0], siren}
+        with store.engine.begin() as c:
             assert c.scalar(sa.select(cursors.c.value)) == pos + 2
     else:
-        assert repo.fleet.correlate(ix, settle_s=0.0)
+        assert store.fleet.correlate(ix, settle_s=0.0)

@@ -10,17 +10,18 @@ from cloud_svc.workers import VerifyWorker
 from cloud_svc.config import VerifyConfig
 
 
-def _events(repo, n: int, label: str = "glass_break") -> list[str]:
-    repo.add_device("d1")
+def _events(store, n: int, label: str = "glass_break") -> list[str]:
+    store.devices.add_device("d1")
     ids = [uuid.uuid4().hex for _ in range(n)]
     t = 10**18
-    repo.commit([BatchIn("d1", 1, [RecordIn(i + 1, t, "event_end", EventIn(x, label, t, t + 1, 0.9, [("Glass", 0.9)]))
-                                   for i, x in enumerate(ids)])])
+    store.ingest.commit([BatchIn("d1", 1, [RecordIn(i + 1, t, "event_end",
+                                                    EventIn(x, label, t, t + 1, 0.9, [("Glass", 0.9)]))
+                                           for i, x in enumerate(ids)])])
     return ids
 
 
-def test_concurrent_workers_claim_disjoint_jobs(repo):
-    _events(repo, 60)
+def test_concurrent_workers_claim_disjoint_jobs(store):
+    _events(store, 60)
     claimed: dict[str, list[int]] = {}
     barrier = threading.Barrier(4)
 
@@ -28,7 +29,7 @@ def test_concurrent_workers_claim_disjoint_jobs(repo):
         barrier.wait()
         mine = []
         while True:
-            jobs = repo.claim_jobs(name, 3, lease_s=60, max_attempts=3)
+            jobs = store.jobs.claim_jobs(name, 3, lease_s=60, max_attempts=3)
             if not jobs:
                 break
             mine += [j.id for j in jobs]
@@ -43,31 +44,31 @@ def test_concurrent_workers_claim_disjoint_jobs(repo):
     assert len(all_ids) == 60 and len(set(all_ids)) == 60
 
 
-def test_a_claim_that_expires_is_claimed_again(repo):
-    _events(repo, 1)
-    [job] = repo.claim_jobs("dead-worker", 5, lease_s=60, max_attempts=3)
-    assert repo.claim_jobs("other", 5, lease_s=60, max_attempts=3) == []
+def test_a_claim_that_expires_is_claimed_again(store):
+    _events(store, 1)
+    [job] = store.jobs.claim_jobs("dead-worker", 5, lease_s=60, max_attempts=3)
+    assert store.jobs.claim_jobs("other", 5, lease_s=60, max_attempts=3) == []
     time.sleep(0.05)
-    [again] = repo.claim_jobs("other", 5, lease_s=0.01, max_attempts=3)
+    [again] = store.jobs.claim_jobs("other", 5, lease_s=0.01, max_attempts=3)
     assert again.id == job.id and again.attempts == 2
-    repo.finish_job(again, VerifyResult("yamnet", ["glass_break"], {"glass_break": 0.9}, True))
-    assert repo.verification_counts() == {"done": 1}
+    store.jobs.finish_job(again, VerifyResult("yamnet", ["glass_break"], {"glass_break": 0.9}, True))
+    assert store.queries.verification_counts() == {"done": 1}
 
 
-def test_a_failing_job_is_retried_then_marked_failed(repo):
-    _events(repo, 1)
+def test_a_failing_job_is_retried_then_marked_failed(store):
+    _events(store, 1)
     for attempt in range(1, 4):
-        [job] = repo.claim_jobs("w", 5, lease_s=60, max_attempts=3)
+        [job] = store.jobs.claim_jobs("w", 5, lease_s=60, max_attempts=3)
         assert job.attempts == attempt
-        repo.fail_job(job, "boom", max_attempts=3)
-    assert repo.claim_jobs("w", 5, lease_s=60, max_attempts=3) == []
-    assert repo.verification_counts() == {"failed": 1}
+        store.jobs.fail_job(job, "boom", max_attempts=3)
+    assert store.jobs.claim_jobs("w", 5, lease_s=60, max_attempts=3) == []
+    assert store.queries.verification_counts() == {"failed": 1}
 
 
-def test_a_job_without_a_clip_is_skipped_not_failed(repo, tmp_path):
+def test_a_job_without_a_clip_is_skipped_not_failed(store, tmp_path):
     from cloud_svc.clipstore import FileClipStore
 
-    _events(repo, 1)
+    _events(store, 1)
 
     class Never:
         KEY = "never"
@@ -75,6 +76,6 @@ def test_a_job_without_a_clip_is_skipped_not_failed(repo, tmp_path):
         def verify(self, *a):
             raise AssertionError("no clip: the verifier must not be called")
 
-    w = VerifyWorker(repo, FileClipStore(tmp_path), Never(), VerifyConfig(batch=5))
+    w = VerifyWorker(store.jobs, FileClipStore(tmp_path), Never(), VerifyConfig(batch=5))
     w.step()
-    assert repo.verification_counts() == {"skipped": 1}
+    assert store.queries.verification_counts() == {"skipped": 1}

@@ -78,7 +78,7 @@ def event(seq: int, label: str = "glass_break", **kw):
 
 
 def test_hello_gets_the_watermark_and_a_config_push(server):
-    token = server.app.repo.add_device("d1")
+    token = server.app.store.devices.add_device("d1")
     s = Stream(server.port, token)
     s.send(hello=pb()[1].Hello(device_id="d1", low_water=0, agent="test/1"))
     first, second = s.recv(), s.recv()
@@ -88,17 +88,17 @@ def test_hello_gets_the_watermark_and_a_config_push(server):
 
 
 def test_a_batch_is_acked_after_its_commit(server):
-    token = server.app.repo.add_device("d1")
+    token = server.app.store.devices.add_device("d1")
     s = Stream(server.port, token)
     s.send(batch=pb()[1].RecordBatch(low_water=1, records=[event(1), event(2)]))
     resp = s.recv()
     assert resp.ack.seq == 2
-    assert server.app.repo.count_events("d1") == 2  # committed before the ack left
+    assert server.app.store.queries.count_events("d1") == 2  # committed before the ack left
     s.close()
 
 
 def test_a_bad_message_gets_invalid_argument_naming_the_field_and_the_stream_survives(server):
-    token = server.app.repo.add_device("d1")
+    token = server.app.store.devices.add_device("d1")
     _, ipb, _ = pb()
     s = Stream(server.port, token)
     bad = event(1)
@@ -118,7 +118,7 @@ def test_a_bad_message_gets_invalid_argument_naming_the_field_and_the_stream_sur
 
 
 def test_a_device_cannot_speak_for_another(server):
-    token = server.app.repo.add_device("d1")
+    token = server.app.store.devices.add_device("d1")
     s = Stream(server.port, token)
     s.send(hello=pb()[1].Hello(device_id="d2"))
     r = s.recv()
@@ -128,24 +128,24 @@ def test_a_device_cannot_speak_for_another(server):
 
 @pytest.mark.parametrize("which", ["missing", "wrong", "revoked"])
 def test_unknown_revoked_or_missing_tokens_are_unauthenticated(server, which):
-    token = server.app.repo.add_device("d1")
+    token = server.app.store.devices.add_device("d1")
     if which == "revoked":
-        server.app.repo.revoke_device("d1")
+        server.app.store.devices.revoke_device("d1")
     s = Stream(server.port, None if which == "missing" else ("ert_wrong" if which == "wrong" else token))
     s.send(batch=pb()[1].RecordBatch(low_water=1, records=[event(1)]))
     with pytest.raises(grpc.RpcError) as err:
         s.recv()
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    assert server.app.repo.count_events() == 0
+    assert server.app.store.queries.count_events() == 0
     s.close()
 
 
 def test_a_token_revoked_while_streaming_ends_the_stream(server):
-    token = server.app.repo.add_device("d1")
+    token = server.app.store.devices.add_device("d1")
     s = Stream(server.port, token)
     s.send(batch=pb()[1].RecordBatch(low_water=1, records=[event(1)]))
     assert s.recv().ack.seq == 1
-    server.app.repo.revoke_device("d1")
+    server.app.store.devices.revoke_device("d1")
     time.sleep(0.3)  # the auth cache's lifetime in this fixture
     s.send(batch=pb()[1].RecordBatch(low_water=2, records=[event(2)]))
     with pytest.raises(grpc.RpcError) as err:
@@ -156,7 +156,7 @@ def test_a_token_revoked_while_streaming_ends_the_stream(server):
 
 def test_a_chunked_clip_is_stored_and_comes_back_byte_exact(server):
     common_pb2, ipb, _ = pb()
-    token = server.app.repo.add_device("d1")
+    token = server.app.store.devices.add_device("d1")
     clip = os.urandom(3 * (1 << 20) + 123)
     sha = hashlib.sha256(clip).hexdigest()
     s = Stream(server.port, token)
@@ -182,7 +182,7 @@ def test_a_chunked_clip_is_stored_and_comes_back_byte_exact(server):
 
 def test_a_clip_chunk_with_the_wrong_hash_is_rejected(server):
     ipb = pb()[1]
-    token = server.app.repo.add_device("d1")
+    token = server.app.store.devices.add_device("d1")
     s = Stream(server.port, token)
     s.send(clip_chunk=ipb.ClipChunk(sha256="0" * 64, total_size=4, offset=0, data=b"abcd"))
     r = s.recv()
@@ -192,7 +192,7 @@ def test_a_clip_chunk_with_the_wrong_hash_is_rejected(server):
 
 def test_an_inline_clip_round_trips(server):
     common_pb2, ipb, _ = pb()
-    token = server.app.repo.add_device("d1")
+    token = server.app.store.devices.add_device("d1")
     clip = os.urandom(5000)
     s = Stream(server.port, token)
     start = event(1)
@@ -224,7 +224,7 @@ def test_health_is_serving_and_reflection_lists_the_services(server):
 
 def test_subscribe_streams_a_device_alert_as_it_is_stored(server):
     ipb = pb()[1]
-    token = server.app.repo.add_device("d1")
+    token = server.app.store.devices.add_device("d1")
     got: list = []
     q = QueryClient(f"127.0.0.1:{server.port}")
 
@@ -252,7 +252,7 @@ def test_graceful_shutdown_commits_and_acks_what_is_in_flight(db_url, tmp_path):
                              "ingest.commit_linger_ms": 300})  # commits wait, so batches are in flight at stop
     srv = ServerThread(cfg)
     srv.start()
-    token = srv.app.repo.add_device("d1")
+    token = srv.app.store.devices.add_device("d1")
     ipb = pb()[1]
     s = Stream(srv.port, token)
     s.send(batch=ipb.RecordBatch(low_water=1, records=[event(i) for i in range(1, 51)]))
@@ -270,11 +270,11 @@ def test_graceful_shutdown_commits_and_acks_what_is_in_flight(db_url, tmp_path):
     stopper.join(30)
     assert acks and acks[-1] == 100
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE  # devices retry UNAVAILABLE
-    from cloud_svc.repository import Repository
+    from cloud_svc.store import Store
 
-    r = Repository.open(db_url)
-    assert r.count_events("d1") == 100
-    r.close()
+    store = Store.open(db_url)
+    assert store.queries.count_events("d1") == 100
+    store.close()
     s.close()
 
 

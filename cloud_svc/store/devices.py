@@ -1,0 +1,110 @@
+"""The device registry: devices, their bearer tokens (only hashes are stored) and their watermarks."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from typing import Sequence
+
+import sqlalchemy as sa
+
+from cloud_svc.errors import AlreadyExists, NotFound, Unauthenticated
+from cloud_svc.schema import devices
+from cloud_svc.store.base import Database, chunks
+
+TOKEN_BYTES = 32          # 256 random bits: a plain sha256 of the token is a safe thing to store
+TOKEN_PREFIX = "ert_"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
+
+
+class DeviceStore:
+    """Registering, rotating and revoking devices; token checks; the watermark a device may trim its outbox to."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def add_device(self, device_id: str) -> str:
+        """Register a device and return its new token (only the token's hash is stored)."""
+        token = new_token()
+        now = time.time_ns()
+        with self.db.write() as conn:
+            if conn.execute(sa.select(devices.c.id).where(devices.c.id == device_id)).first() is not None:
+                raise AlreadyExists(f"device {device_id!r} exists; use `devices rotate {device_id}` for a new token")
+            conn.execute(devices.insert().values(id=device_id, token_hash=hash_token(token), token_issued_ns=now,
+                                                 created_ns=now, acked_seq=0))
+        return token
+
+    def add_devices(self, device_ids: Sequence[str]) -> dict[str, str]:
+        """Bulk registration (fleet provisioning, benchmarks): id -> token."""
+        now = time.time_ns()
+        tokens = {d: new_token() for d in device_ids}
+        with self.db.write() as conn:
+            conn.execute(devices.insert(), [{"id": d, "token_hash": hash_token(t), "token_issued_ns": now,
+                                             "created_ns": now, "acked_seq": 0} for d, t in tokens.items()])
+        return tokens
+
+    def rotate_token(self, device_id: str) -> str:
+        """Issue a new token; the old one stops working at once. A revoked device is reinstated."""
+        token = new_token()
+        with self.db.write() as conn:
+            n = conn.execute(devices.update().where(devices.c.id == device_id).values(
+                token_hash=hash_token(token), token_issued_ns=time.time_ns(), revoked_ns=None)).rowcount
+        if not n:
+            raise NotFound(f"no device {device_id!r}")
+        return token
+
+    def revoke_device(self, device_id: str) -> None:
+        with self.db.write() as conn:
+            n = conn.execute(devices.update().where(devices.c.id == device_id).values(
+                revoked_ns=time.time_ns(), token_hash=None)).rowcount
+        if not n:
+            raise NotFound(f"no device {device_id!r}")
+
+    def authenticate(self, token: str) -> str:
+        """The device a bearer token belongs to; Unauthenticated for unknown tokens and revoked devices."""
+        if not token:
+            raise Unauthenticated("missing bearer token")
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(devices.c.id, devices.c.revoked_ns).where(
+                devices.c.token_hash == hash_token(token))).first()
+        if row is None:
+            raise Unauthenticated("unknown or revoked token")
+        if row.revoked_ns is not None:
+            raise Unauthenticated(f"device {row.id!r} is revoked")
+        return row.id
+
+    def active_tokens(self, token_hashes: Sequence[str]) -> dict[str, str]:
+        """token hash -> device, for those of the given hashes that still belong to a device that is not revoked."""
+        out: dict[str, str] = {}
+        with self.db.read() as conn:
+            for part in chunks(sorted(token_hashes)):
+                for h, d, revoked in self.db.bulk.select_in(conn, "devices", ("token_hash", "id", "revoked_ns"),
+                                                            "token_hash", part):
+                    if revoked is None:
+                        out[h] = d
+        return out
+
+    def watermark(self, device_id: str) -> int:
+        with self.db.read() as conn:
+            v = conn.scalar(sa.select(devices.c.acked_seq).where(devices.c.id == device_id))
+        if v is None:
+            raise NotFound(f"no device {device_id!r}")
+        return int(v)
+
+    def hello(self, device_id: str, agent: str = "") -> int:
+        """A device connected: its watermark (what it may trim); its agent string is noted when it changed."""
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(devices.c.acked_seq, devices.c.agent).where(devices.c.id == device_id)).first()
+        if row is None:
+            raise NotFound(f"no device {device_id!r}")
+        if agent and agent[:128] != row.agent:
+            with self.db.write() as conn:
+                conn.execute(devices.update().where(devices.c.id == device_id).values(agent=agent[:128]))
+        return int(row.acked_seq)
