@@ -1,4 +1,4 @@
-"""The store: idempotent ingest, watermarks over outbox gaps, tokens, queries (SQLite and MariaDB)."""
+"""The store's ingest: idempotent commits, watermarks over outbox gaps, verification sampling (SQLite and MariaDB)."""
 from __future__ import annotations
 
 import threading
@@ -8,25 +8,10 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from cloud_svc.domain import (AlertIn, BatchIn, BBox, ClipIn, EventFilter, EventIn, HeartbeatIn, RecordIn, RejectIn,
-                              Verified, VerifyResult)
-from cloud_svc.errors import AlreadyExists, NotFound, Unauthenticated
+from cloud_svc.domain import AlertIn, BatchIn, EventFilter, HeartbeatIn, RejectIn
 from cloud_svc.schema import event_ends, events, rejects, top_classes, verifications
 
-CLASSES = [("Glass", 0.8), ("Shatter", 0.4)]
-
-
-def start(eid: str, label: str = "glass_break", t: int = 10**18, lat=52.5, lon=13.4) -> EventIn:
-    return EventIn(eid, label, t, None, 0.6, CLASSES, lat, lon, "onnxruntime", "ab" * 32, 1.9)
-
-
-def end(eid: str, label: str = "glass_break", t: int = 10**18, clip: ClipIn | None = None) -> EventIn:
-    return EventIn(eid, label, t, t + 700_000_000, 0.9, [("Shatter", 0.9), ("Glass", 0.7)], 52.5, 13.4,
-                   "onnxruntime", "ab" * 32, None, b"\x01\x02" * 1024, clip)
-
-
-def rec(seq: int, kind: str, payload) -> RecordIn:
-    return RecordIn(seq, 1_700_000_000_000_000_000 + seq, kind, payload)
+from store_records import CLASSES, end, rec, start
 
 
 def count(store, table, **where) -> int:
@@ -161,83 +146,6 @@ def test_concurrent_commits_for_one_device_store_each_seq_once(store):
         t.join()
     assert not errors
     assert count(store, events) == 200 and store.devices.watermark("d1") == 200
-
-
-def test_tokens_authenticate_rotate_and_revoke(store):
-    token = store.devices.add_device("lamp-1")
-    assert store.devices.authenticate(token) == "lamp-1"
-    with pytest.raises(AlreadyExists):
-        store.devices.add_device("lamp-1")
-    new = store.devices.rotate_token("lamp-1")
-    with pytest.raises(Unauthenticated):
-        store.devices.authenticate(token)
-    assert store.devices.authenticate(new) == "lamp-1"
-    store.devices.revoke_device("lamp-1")
-    with pytest.raises(Unauthenticated):
-        store.devices.authenticate(new)
-    with pytest.raises(Unauthenticated):
-        store.devices.authenticate("")
-    with pytest.raises(NotFound):
-        store.devices.revoke_device("nobody")
-
-
-def test_only_a_hash_of_the_token_is_stored(store):
-    token = store.devices.add_device("lamp-1")
-    with store.engine.connect() as c:
-        dump = " ".join(str(v) for row in c.execute(sa.text("SELECT * FROM devices")) for v in row)
-    assert token not in dump and token[4:] not in dump
-
-
-def test_list_events_filters_by_label_device_time_box_and_verification(store):
-    store.devices.add_device("d1")
-    store.devices.add_device("d2")
-    t0 = 10**18
-    e = [uuid.uuid4().hex for _ in range(4)]
-    store.ingest.commit([
-        BatchIn("d1", 1, [rec(1, "event_end", end(e[0], "glass_break", t0)),
-                          rec(2, "event", start(e[1], "siren", t0 + 5 * 10**9, lat=10.0, lon=179.5))]),
-        BatchIn("d2", 1, [rec(1, "event", start(e[2], "siren", t0 + 9 * 10**9, lat=10.0, lon=-179.5)),
-                          rec(2, "event", start(e[3], "dog_bark", t0 + 20 * 10**9, lat=None, lon=None))]),
-    ])
-
-    def ids(**kw):
-        return {x.event_id for x in store.queries.list_events(EventFilter(**kw))}
-
-    assert ids() == set(e)
-    assert ids(labels=["siren"]) == {e[1], e[2]}
-    assert ids(device_ids=["d2"]) == {e[2], e[3]}
-    assert ids(start_ns=t0 + 1, end_ns=t0 + 10 * 10**9) == {e[1], e[2]}
-    assert ids(bbox=BBox(9.0, 179.0, 11.0, -179.0)) == {e[1], e[2]}  # across the antimeridian
-    assert ids(bbox=BBox(52.0, 13.0, 53.0, 14.0)) == {e[0]}
-    assert ids(verified=Verified.PENDING) == {e[0]}
-    assert ids(verified=Verified.NONE) == {e[1], e[2], e[3]}
-    [job] = store.jobs.claim_jobs("w", 5, 60, 3)
-    store.jobs.finish_job(job, VerifyResult("yamnet", ["siren"], {"glass_break": 0.1, "siren": 0.8}, False))
-    assert ids(verified=Verified.DISAGREE) == {e[0]} and ids(verified=Verified.AGREE) == set()
-    page = store.queries.list_events(EventFilter(limit=2))
-    assert len(page) == 2 and ids(after_id=page[-1].id) == set(e) - {x.event_id for x in page}
-
-
-def test_agreement_rate_per_label(store):
-    store.devices.add_device("d1")
-    ids = [uuid.uuid4().hex for _ in range(4)]
-    store.ingest.commit([BatchIn("d1", 1, [rec(i + 1, "event_end", end(x, "glass_break" if i < 3 else "scream"))
-                                           for i, x in enumerate(ids)])])
-    for j in store.jobs.claim_jobs("w", 10, 60, 3):
-        store.jobs.finish_job(j, VerifyResult("yamnet", [], {}, j.event_id != ids[0]))
-    rates = {a.label: (a.verified, a.agreed, round(a.rate, 3)) for a in store.queries.agreement()}
-    assert rates == {"glass_break": (3, 2, 0.667), "scream": (1, 1, 1.0)}
-
-
-def test_clip_metadata_is_found_by_seq_or_event_id(store):
-    store.devices.add_device("d1")
-    eid = uuid.uuid4().hex
-    clip = ClipIn("flac", 16000, 5, 1.0, "c" * 64, 1234)
-    store.ingest.commit([BatchIn("d1", 1, [rec(1, "event", start(eid)), rec(2, "event_end", end(eid, clip=clip))])])
-    assert store.queries.get_clip("d1", seq=1).sha256 == "c" * 64
-    assert store.queries.get_clip("d1", event_id=eid).size == 1234
-    with pytest.raises(NotFound):
-        store.queries.get_clip("d1", seq=99)
 
 
 def test_verification_rows_are_unique_per_event(store):
