@@ -10,12 +10,13 @@ from pathlib import Path
 
 from edgert.errors import BackendUnavailableError, SettingsError
 from edgert.yamnet.backends.base import RUNTIMES, Backend, validate_patches
+from edgert.yamnet.backends.fake import FakeBackend
 from edgert.yamnet.backends.ort import OnnxRuntimeBackend
 from edgert.yamnet.backends.tflite import TfliteBackend
 from edgert.yamnet.backends.trt import TensorRtBackend
 
 __all__ = ["Backend", "RUNTIMES", "load", "names", "parse", "choose", "Hardware", "validate_patches",
-           "OnnxRuntimeBackend", "TfliteBackend", "TensorRtBackend"]
+           "OnnxRuntimeBackend", "TfliteBackend", "TensorRtBackend", "FakeBackend"]
 
 log = logging.getLogger("edgert.yamnet.backends")
 
