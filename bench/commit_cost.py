@@ -22,12 +22,12 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]  # tests/support.py: throwaway databases, the server
 
 from cloud_svc.domain import BatchIn, EventIn, RecordIn  # noqa: E402
 from cloud_svc.sqlbulk import BulkWriter  # noqa: E402
 from cloud_svc.store import IngestStore, Store  # noqa: E402
-from cloud_svc.testing import TempMariaDB, mariadb_available  # noqa: E402
+from support import TempMariaDB, mariadb_available  # noqa: E402
 
 CLASSES = [("Glass", 0.81), ("Shatter", 0.4), ("Breaking", 0.2), ("Smash, crash", 0.1), ("Speech", 0.05)]
 

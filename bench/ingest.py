@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]  # tests/support.py: throwaway databases, the server
 
-from cloud_svc.testing import ServerProcess, TempMariaDB, mariadb_available  # noqa: E402
+from support import ServerProcess, TempMariaDB, mariadb_available  # noqa: E402
 
 # `serve` flags per --fleet choice: the correlator's CPU is counted with the server's either way (children too).
 FLEET_FLAGS = {"process": ("--fleet-process",), "thread": (), "off": ("--no-fleet",)}

@@ -49,13 +49,16 @@ def scenario_run(console: Console, spec: str = SCENARIO) -> None:
     from edgert.yamnet.head import Head
     from edge_rt.outbox import Outbox
     from edge_rt.pipeline import Pipeline
+    from edge_rt.records import parse
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = config.load(overrides={"device_id": "demo-1", "lat": 52.52, "lon": 13.405})
         source = open_source(spec, realtime=False)
         outbox = Outbox(Path(tmp) / "outbox.db")
-        pipe = Pipeline(cfg, source, backends.load(cfg.backend, precision=cfg.precision), outbox, head=Head.load_optional())
+        pipe = Pipeline(cfg, source, backends.load(cfg.backend, precision=cfg.precision), outbox,
+                        head=Head.load_optional())
         summary = pipe.run()
+        t0 = pipe.records.t0_ns  # the wall time of scenario second 0
         records = outbox.pending(limit=10000)
         outbox.close()
     truth = Table(title=f"2. The scenario {spec}: what was played")
@@ -64,17 +67,19 @@ def scenario_run(console: Console, spec: str = SCENARIO) -> None:
     for t in source.truth:
         truth.add_row(t.label, f"{t.start_s:.2f}", f"{t.end_s:.2f}", t.clip)
     console.print(truth)
-    t0 = min((r.body["start_ns"] - int(r.body["stream_s"] * 1e9) for r in records if r.kind == "event"), default=0)
     found = Table(title="3. What the edge put in its outbox (seq, kind, label, times in scenario seconds)")
     for col in ("seq", "kind", "label / rule", "start s", "end s", "score", "top classes"):
         found.add_column(col)
     for r in records:
-        b = r.body
-        start = (b["start_ns"] - t0) / 1e9
-        end = "" if b.get("end_ns") is None else f"{(b['end_ns'] - t0) / 1e9:.2f}"
-        what = b.get("label") or f"[bold red]{b['rule']}[/]: {'+'.join(b['labels'])}"
-        classes = ", ".join(f"{n} {s:.2f}" for n, s in b.get("classes", [])[:3])
-        score = f"{b['score']:.2f}" if "score" in b else ""
+        rec = parse(r.body)
+        b = getattr(rec, rec.WhichOneof("kind"))
+        start = (b.start_ns - t0) / 1e9
+        end = f"{(b.end_ns - t0) / 1e9:.2f}" if b.end_ns else ""
+        if r.kind == "alert":
+            what, score, classes = f"[bold red]{b.rule}[/]: {'+'.join(b.labels)}", "", ""
+        else:
+            what, score = b.label, f"{b.score:.2f}"
+            classes = ", ".join(f"{c.name} {c.score:.2f}" for c in b.classes[:3])
         found.add_row(str(r.seq), r.kind, what, f"{start:.2f}", end, score, classes)
     console.print(found)
     console.print(f"{summary.audio_s:.0f} s of audio analysed in {summary.wall_s:.2f} s "

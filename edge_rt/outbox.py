@@ -1,13 +1,18 @@
-"""The durable outbox: an fsync'd SQLite WAL queue that gives each record its device seq and keeps it until acked."""
+"""The durable outbox: an fsync'd SQLite WAL queue that gives each record its device seq and keeps it until acked.
+
+A record is its kind, its body (the serialized `edgert.v1.Record` that `edge_rt.records` built) and its clip.
+A spool written before typed records (JSON bodies, format 1) is migrated on open, in one transaction.
+"""
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from edge_rt.errors import OutboxError
 
@@ -16,7 +21,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq        INTEGER PRIMARY KEY,
     kind       TEXT    NOT NULL,
     created_ns INTEGER NOT NULL,
-    body       TEXT    NOT NULL,
+    body       BLOB    NOT NULL,
     clip       BLOB,
     nbytes     INTEGER NOT NULL
 );
@@ -24,6 +29,8 @@ CREATE INDEX IF NOT EXISTS outbox_created ON outbox (created_ns);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('next_seq', 1), ('dropped', 0), ('acked', 0);
 """
+FORMAT = 2  # PRAGMA user_version: 2 = serialized Record bodies; 0 or 1 = JSON bodies (migrated on open)
+log = logging.getLogger("edge_rt.outbox")
 # Running totals kept beside the rows, in the same transactions, so that bounds and stats cost O(1), not a scan of
 # a backlog that grows while the device is offline. An outbox from before they existed gets them counted once.
 TOTALS = """
@@ -37,7 +44,7 @@ class Record:
     seq: int
     kind: str  # "event" | "event_end" | "alert" | "heartbeat"
     created_ns: int
-    body: dict[str, Any]
+    body: bytes  # a serialized edgert.v1.Record without seq and created_ns (those are the columns above)
     clip: Optional[bytes]
 
 
@@ -54,22 +61,57 @@ class Outbox:
             self._db.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit
             self._db.executescript(SCHEMA)
             self._db.executescript(f"BEGIN IMMEDIATE; {TOTALS} COMMIT;")
+            self._upgrade()
         except (sqlite3.Error, OSError) as exc:
             raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
         self._lock = threading.Lock()
 
-    def put(self, kind: str, body: dict[str, Any], clip: Optional[bytes] = None, now_ns: Optional[int] = None) -> int:
+    def _upgrade(self) -> None:
+        """Bring a spool of an older format to FORMAT in one transaction: a crash midway leaves it as it was."""
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version == FORMAT:
+            return
+        if version > FORMAT:
+            raise OutboxError(f"outbox {self.path} has format {version}, newer than this edge_rt understands "
+                              f"({FORMAT}): run the newer edge_rt that wrote it until it drains, or move the file away")
+        from edge_rt.records import from_legacy
+
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            rows = cur.execute("SELECT seq, kind, body, clip FROM outbox ORDER BY seq").fetchall()
+            unusable = 0
+            for seq, kind, text, clip in rows:
+                try:
+                    body = from_legacy(kind, json.loads(text))
+                except (KeyError, TypeError, ValueError) as exc:  # sent without a kind: the cloud dead-letters it
+                    log.warning("outbox seq %d (%s) of the old format cannot be expressed (%s); it is kept and "
+                                "will be dead-lettered by the cloud", seq, kind, exc)
+                    body, unusable = b"", unusable + 1
+                cur.execute("UPDATE outbox SET body=?, nbytes=? WHERE seq=?",
+                            (body, len(body) + (len(clip) if clip else 0), seq))
+            cur.execute("UPDATE meta SET value=(SELECT COALESCE(SUM(nbytes), 0) FROM outbox) WHERE key='bytes'")
+            cur.execute(f"PRAGMA user_version={FORMAT}")
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        if rows:
+            log.warning("outbox %s: migrated %d records of the JSON format to typed records (%d unusable)",
+                        self.path, len(rows), unusable)
+
+    def put(self, kind: str, body: bytes, clip: Optional[bytes] = None, now_ns: Optional[int] = None) -> int:
         """Append one record durably and return its seq (monotonic per device, never reused)."""
         return self.put_many([(kind, body, clip)], now_ns)[0]
 
-    def put_many(self, records: list[tuple[str, dict[str, Any], Optional[bytes]]],
-                 now_ns: Optional[int] = None) -> list[int]:
-        """Append records in one fsync'd transaction (all or none); return their seqs in order."""
+    def put_many(self, records: list[tuple[str, bytes, Optional[bytes]]], now_ns: Optional[int] = None) -> list[int]:
+        """Append (kind, body, clip) records in one fsync'd transaction (all or none); return their seqs in order."""
         now_ns = time.time_ns() if now_ns is None else now_ns
         rows = []
         for kind, body, clip in records:
-            text = json.dumps(body, separators=(",", ":"), allow_nan=False)
-            rows.append((kind, text, clip, len(text) + (len(clip) if clip else 0)))
+            if not isinstance(body, (bytes, bytearray)):
+                raise OutboxError(f"an outbox body is the serialized record (bytes), not {type(body).__name__}")
+            rows.append((kind, bytes(body), clip, len(body) + (len(clip) if clip else 0)))
         with self._lock:
             cur = self._db.cursor()
             try:
@@ -114,7 +156,7 @@ class Outbox:
         with self._lock:
             rows = self._db.execute("SELECT seq, kind, created_ns, body, clip FROM outbox WHERE seq > ? ORDER BY seq "
                                     "LIMIT ?", (after_seq, limit)).fetchall()
-        return [Record(s, k, c, json.loads(b), clip) for s, k, c, b, clip in rows]
+        return [Record(s, k, c, bytes(b), clip) for s, k, c, b, clip in rows]
 
     def ack(self, upto_seq: int) -> int:
         """Delete every record with seq <= upto_seq (the cloud committed them); return how many went."""

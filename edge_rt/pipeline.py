@@ -1,13 +1,12 @@
 """The real-time loop: capture thread -> ring buffer -> streaming front end -> backend -> detector -> outbox."""
 from __future__ import annotations
 
-import base64
 import io
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -21,6 +20,7 @@ from edgert.yamnet.head import Head
 from edge_rt.metrics import Metrics
 from edgert.yamnet.classmap import class_names
 from edge_rt.outbox import Outbox
+from edge_rt.records import ClipInfo, RecordBuilder, Staged
 from edgert.yamnet.params import PARAMS
 from edge_rt.ring import RingBuffer
 
@@ -88,21 +88,29 @@ class Pipeline:
     """Runs one source to the outbox. `run()` blocks until the source ends or `stop()`; never dies on one bad window."""
 
     def __init__(self, cfg: EdgeConfig, source, backend: Backend, outbox: Outbox, *, head: Optional[Head] = None,
-                 backend_reason: str = "", drained: Optional[Callable[[], bool]] = None):
+                 backend_reason: str = "", drained: Optional[Callable[[], bool]] = None,
+                 names: Optional[Sequence[str]] = None, detector: Optional[Detector] = None,
+                 front=None, records: Optional[RecordBuilder] = None, metrics: Optional[Metrics] = None):
+        """The parts: capture `source`, the front end `front` (a StreamingFrontend), the `backend` (and `head`),
+        the `detector`, the record builder `records` and the `outbox`. Those left out are built from `cfg`;
+        `names` (the backend's class names) default to the built model's class map."""
         self.cfg, self.source, self.backend, self.outbox, self.head = cfg, source, backend, outbox, head
         self.backend_reason = backend_reason
         self.drained = drained  # set when an uplink drains the outbox; finite runs wait for it
-        self.names = class_names()
-        self.detector = Detector(cfg.detector, cfg.rules, self.names)
+        self.names = list(names) if names is not None else class_names()
+        self.detector = detector or Detector(cfg.detector, cfg.rules, self.names)
+        self.front = front or frontend.StreamingFrontend()
+        self.records = records or RecordBuilder(backend=backend.name, model_sha256=backend.model_sha256,
+                                                lat=cfg.lat, lon=cfg.lon, t0_ns=time.time_ns())
+        self.metrics = metrics or Metrics()
         self.ring_capacity = int(cfg.runtime.ring_seconds * SR)
         self.ring = RingBuffer(self.ring_capacity)
-        self.front = frontend.StreamingFrontend()
         self.history = AudioHistory(cfg.detector.max_event_s + cfg.clips.preroll_s + 2 * PARAMS.patch_window_seconds)
-        self.metrics = Metrics()
         self.background = BackgroundLevel()
         self._read_max = cfg.runtime.max_batch * HOP_SAMPLES
-        # Records of one batch of windows, written together by _commit(); and when each event's window was ready.
-        self._staged: list[tuple[str, dict, Optional[bytes]]] = []
+        # Records of one batch of windows, written together by _commit() (each with the line it logs once it is on
+        # disk); and when each event's window was ready.
+        self._staged: list[tuple[Staged, str]] = []
         self._staged_ready: list[float] = []
         self.summary = RunSummary()
         self._stop = threading.Event()
@@ -110,7 +118,6 @@ class Pipeline:
         self._capture_error: Optional[BaseException] = None
         self._patch_index = 0  # index of the next patch the front end will emit
         self._pending: list[tuple[np.ndarray, float]] = []  # (patch, time its last sample was ready)
-        self._t0_ns = time.time_ns()
 
     # ----------------------------------------------------------------------------------------- lifecycle
     def stop(self) -> None:
@@ -155,7 +162,7 @@ class Pipeline:
                  f" ({self.backend_reason})" if self.backend_reason else "")
         cap = threading.Thread(target=self._capture, name="capture", daemon=True)
         t_start = time.perf_counter()
-        self._t0_ns = time.time_ns()
+        self.records.t0_ns = time.time_ns()  # stream second 0 is now
         cap.start()
         last_beat = t_start
         try:
@@ -234,15 +241,10 @@ class Pipeline:
         """Write every record the batch staged in one fsync'd transaction (group commit), then account for it."""
         if not self._staged:
             return
-        self.outbox.put_many(self._staged)
+        self.outbox.put_many([(st.kind, st.body, st.clip) for st, _ in self._staged])
         now = time.perf_counter()
-        for kind, b, _ in self._staged:  # logged only once durable: "written" in the log means on disk
-            if kind == "event":
-                log.info("event %s starts at %.2f s (score %.2f)", b["label"], b["stream_s"], b["score"])
-            elif kind == "event_end":
-                log.info("event %s ends at %.2f s", b["label"], b["stream_s"] + (b["end_ns"] - b["start_ns"]) / 1e9)
-            else:
-                log.warning("ALERT %s: %s", b["rule"], "+".join(b["labels"]))
+        for st, line in self._staged:  # logged only once durable: "written" in the log means on disk
+            (log.warning if st.kind == "alert" else log.info)("%s", line)
         for ready in self._staged_ready:
             self.summary.latencies_s.append(now - ready)
             self.metrics.window_to_outbox.observe(now - ready)
@@ -252,20 +254,10 @@ class Pipeline:
         self.metrics.outbox_dropped.set(st["dropped"])
 
     # ----------------------------------------------------------------------------------------- records
-    def _ns(self, s: float) -> int:
-        return self._t0_ns + int(round(s * 1e9))
-
-    def _base(self, label: str) -> dict:
-        return {"device_id": self.cfg.device_id, "label": label, "lat": self.cfg.lat, "lon": self.cfg.lon,
-                "backend": self.backend.name, "model_sha256": self.backend.model_sha256}
-
     def _emit(self, out: Output, ready: Optional[float], infer_ms: float) -> None:
         for ev in out.started:
-            body = {**self._base(ev.label), "event_id": ev.event_id, "start_ns": self._ns(ev.start_s), "end_ns": None,
-                    "stream_s": round(ev.start_s, 3),
-                    "score": round(ev.score, 4), "classes": ev.as_dict()["classes"],
-                    "inference_ms": round(infer_ms, 3)}
-            self._staged.append(("event", body, None))
+            self._staged.append((self.records.started(ev, infer_ms),
+                                 f"event {ev.label} starts at {ev.start_s:.2f} s (score {ev.score:.2f})"))
             self.summary.events += 1
             self.metrics.events.labels(ev.label).inc()
             if ready is not None:
@@ -276,34 +268,25 @@ class Pipeline:
             self._put_end(ev)
 
     def _put_alert(self, al: Alert) -> None:
-        self._staged.append(("alert", {"device_id": self.cfg.device_id, "rule": al.rule, "labels": al.labels,
-                                  "start_ns": self._ns(al.start_s), "end_ns": self._ns(al.end_s),
-                                  "event_ids": al.event_ids, "lat": self.cfg.lat, "lon": self.cfg.lon}, None))
+        self._staged.append((self.records.alert(al), f"ALERT {al.rule}: {'+'.join(al.labels)}"))
         self.summary.alerts += 1
         self.metrics.alerts.labels(al.rule).inc()
 
     def _put_end(self, ev: Event) -> None:
-        body = {**self._base(ev.label), "event_id": ev.event_id, "start_ns": self._ns(ev.start_s),
-                "end_ns": self._ns(ev.end_s or ev.start_s), "stream_s": round(ev.start_s, 3),
-                "score": round(ev.score, 4),
-                "classes": ev.as_dict()["classes"]}
-        emb = ev.mean_embedding
-        if emb is not None:
-            body["embedding_f16"] = base64.b64encode(emb.astype("<f2").tobytes()).decode()
-        clip = None
+        clip, info, dropped = None, None, ""
         c = self.cfg.clips
         if c.enabled:
             if c.privacy_drop_speech and ev.speech_max >= c.speech_threshold:
-                body["clip_dropped"] = "privacy: speech"
+                dropped = "privacy: speech"
             else:
                 start = max(0, int((ev.start_s - c.preroll_s) * SR))
                 end = min(int((ev.end_s or ev.start_s) * SR), start + int((c.max_s + c.preroll_s) * SR))
                 audio = self.history.get(start, end)
                 if audio.size:
                     clip = flac_bytes(audio)
-                    body["clip"] = {"format": "flac", "sample_rate": SR, "start_ns": self._ns(start / SR),
-                                    "preroll_s": c.preroll_s}
-        self._staged.append(("event_end", body, clip))
+                    info = ClipInfo("flac", SR, self.records.ns(start / SR), c.preroll_s)
+        staged = self.records.ended(ev, embedding=ev.mean_embedding, clip=clip, clip_info=info, clip_dropped=dropped)
+        self._staged.append((staged, f"event {ev.label} ends at {(ev.end_s or ev.start_s):.2f} s"))
 
     def heartbeat(self) -> dict:
         st = self.outbox.stats()

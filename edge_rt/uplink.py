@@ -9,7 +9,6 @@ the uplink (`failed` says why) and the records stay in the outbox.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import queue
@@ -362,60 +361,29 @@ class Uplink:
                 hb.info[k] = str(v)[:512]
         return self.pb.IngestRequest(heartbeat=hb)
 
-    def _position(self, msg, body: dict) -> None:
-        lat, lon = body.get("lat"), body.get("lon")
-        if lat is not None and lon is not None:
-            msg.position.lat, msg.position.lon = float(lat), float(lon)
-
     def _record(self, rec: Record):
-        """Outbox record -> (ClipChunk messages to send first, Record proto). A body that cannot be expressed
-        is sent without a kind: the cloud dead-letters it, which settles its seq instead of stalling."""
+        """Outbox record -> (ClipChunk messages to send first, Record proto): the stored Record as it is, with its
+        seq and created_ns, and its clip inline or uploaded first and referenced by hash. Bytes that do not parse
+        are sent without a kind: the cloud dead-letters them, which settles the seq instead of stalling."""
         pb = self.pb
-        out = pb.Record(seq=rec.seq, created_ns=rec.created_ns)
-        pre: list = []
-        b = rec.body
         try:
-            if rec.kind in ("event", "event_end"):
-                ev = out.event if rec.kind == "event" else out.event_end
-                ev.event_id, ev.label = str(b["event_id"]), str(b["label"])
-                ev.start_ns = int(b["start_ns"])
-                ev.end_ns = int(b["end_ns"] or 0) if rec.kind == "event_end" else 0
-                ev.score = float(b.get("score") or 0.0)
-                for name, score in b.get("classes") or []:
-                    ev.classes.add(name=str(name), score=float(score))
-                self._position(ev, b)
-                ev.backend, ev.model_sha256 = str(b.get("backend") or ""), str(b.get("model_sha256") or "")
-                ev.inference_ms = float(b.get("inference_ms") or 0.0)
-                if b.get("embedding_f16"):
-                    ev.embedding_f16 = base64.b64decode(b["embedding_f16"])
-                if b.get("clip_dropped"):
-                    ev.clip_dropped = str(b["clip_dropped"])
-                c = b.get("clip")
-                if rec.kind == "event_end" and c and rec.clip:
-                    ev.clip.format, ev.clip.sample_rate = str(c.get("format", "flac")), int(c.get("sample_rate", 0))
-                    ev.clip.start_ns, ev.clip.preroll_s = int(c.get("start_ns") or 0), float(c.get("preroll_s") or 0)
-                    if len(rec.clip) <= self.o.inline_clip_bytes:
-                        ev.clip.inline = rec.clip
-                    else:
-                        sha = hashlib.sha256(rec.clip).hexdigest()
-                        pre = [pb.IngestRequest(clip_chunk=pb.ClipChunk(
-                            sha256=sha, total_size=len(rec.clip), offset=off, data=rec.clip[off:off + self.o.chunk_bytes]))
-                            for off in range(0, len(rec.clip), self.o.chunk_bytes)]
-                        ev.clip.ref.sha256, ev.clip.ref.size = sha, len(rec.clip)
-            elif rec.kind == "alert":
-                a = out.alert
-                a.rule, a.start_ns, a.end_ns = str(b["rule"]), int(b["start_ns"]), int(b["end_ns"])
-                a.labels.extend(str(x) for x in b.get("labels") or [])
-                a.event_ids.extend(str(x) for x in b.get("event_ids") or [])
-                self._position(a, b)
-            else:
-                log.warning("outbox seq %d has kind %r, which the cloud does not take; it will be dead-lettered",
-                            rec.seq, rec.kind)
-        except (KeyError, TypeError, ValueError) as exc:
-            log.warning("outbox seq %d (%s) cannot be sent as it is (%s); the cloud will dead-letter it",
+            out = pb.Record.FromString(rec.body)
+        except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError; never stall the stream on one record
+            log.warning("outbox seq %d (%s) does not parse as a record (%s); the cloud will dead-letter it",
                         rec.seq, rec.kind, exc)
-            out = pb.Record(seq=rec.seq, created_ns=rec.created_ns)
-            pre = []
+            out = pb.Record()
+        out.seq, out.created_ns = rec.seq, rec.created_ns
+        pre: list = []
+        if rec.clip and out.WhichOneof("kind") == "event_end":
+            clip = out.event_end.clip
+            if len(rec.clip) <= self.o.inline_clip_bytes:
+                clip.inline = rec.clip
+            else:
+                sha = hashlib.sha256(rec.clip).hexdigest()
+                pre = [pb.IngestRequest(clip_chunk=pb.ClipChunk(
+                    sha256=sha, total_size=len(rec.clip), offset=off, data=rec.clip[off:off + self.o.chunk_bytes]))
+                    for off in range(0, len(rec.clip), self.o.chunk_bytes)]
+                clip.ref.sha256, clip.ref.size = sha, len(rec.clip)
         return pre, out
 
 

@@ -9,7 +9,7 @@ import uuid
 import grpc
 import pytest
 
-from cloud_svc.testing import ServerProcess, add_device, cloud_cli, edge_run
+from support import ServerProcess, add_device, cloud_cli, edge_run
 from edge_rt.outbox import Outbox
 
 

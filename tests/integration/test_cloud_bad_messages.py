@@ -12,7 +12,7 @@ import uuid
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from cloud_svc.testing import ServerProcess, add_device
+from support import ServerProcess, add_device
 
 N = 1000
 METHOD = "/edgert.v1.Ingest/Stream"

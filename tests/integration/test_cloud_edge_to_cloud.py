@@ -8,8 +8,9 @@ import time
 
 from cloud_svc.client import QueryClient
 from edgert.labels import distress_labels
-from cloud_svc.testing import ServerProcess, add_device, cloud_cli, edge_run
+from support import ServerProcess, add_device, cloud_cli, edge_run, event_id_of
 from edge_rt.outbox import Outbox
+from edge_rt.records import parse
 
 
 def test_edges_stream_to_the_cloud_and_everything_is_stored_once(cloud_db, tmp_path):
@@ -27,7 +28,7 @@ def test_edges_stream_to_the_cloud_and_everything_is_stored_once(cloud_db, tmp_p
         sent = ob.pending(limit=10_000)
         ob.close()
         assert sent, "the distress scenario produced no records"
-        clips = {x.body["event_id"]: x.clip for x in sent if x.kind == "event_end" and x.clip}
+        clips = {event_id_of(x.body): x.clip for x in sent if x.kind == "event_end" and x.clip}
         # ... then comes online and drains the backlog while running a quiet scenario.
         r = edge_run("synth:quiet", spool_a, cloud=srv.target, device_id="lamp-a", token=tok_a)
         assert r.returncode == 0, r.stderr
@@ -52,12 +53,12 @@ def test_edges_stream_to_the_cloud_and_everything_is_stored_once(cloud_db, tmp_p
         events = json.loads(out)
         by_key = {(e["device_id"], e["seq"]): e for e in events}
         assert len(by_key) == len(events) == len({e["event_id"] for e in events})
-        starts_a = {x.seq: x.body for x in sent if x.kind == "event"}
+        starts_a = {x.seq: parse(x.body).event for x in sent if x.kind == "event"}
         stored_a = {e["seq"]: e for e in events if e["device_id"] == "lamp-a"}
         assert set(stored_a) == set(starts_a)
         for seq, body in starts_a.items():
             e = stored_a[seq]
-            assert (e["event_id"], e["label"], e["start_ns"]) == (body["event_id"], body["label"], body["start_ns"])
+            assert (e["event_id"], e["label"], e["start_ns"]) == (body.event_id, body.label, body.start_ns)
             assert e["lat"] == 52.52 and e["end_ns"] is not None  # completed by its event_end
         assert any(e["device_id"] == "lamp-b" for e in events)
 

@@ -15,7 +15,7 @@ from cloud_svc import config
 from cloud_svc.domain import BatchIn, EventIn, RecordIn
 from cloud_svc.store import Store
 from cloud_svc.server import ServerThread
-from cloud_svc.testing import REPO, ServerProcess, env_with_repo
+from support import REPO, ServerProcess, env_with_repo
 
 
 def _two_devices_hear_a_gunshot(store: Store, prefix: str) -> None:

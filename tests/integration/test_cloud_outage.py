@@ -11,7 +11,7 @@ import time
 import sqlalchemy as sa
 
 from cloud_svc.client import QueryClient
-from cloud_svc.testing import ServerProcess, add_device, edge_run, event_body
+from support import ServerProcess, add_device, edge_run, put_event
 from edge_rt.outbox import Outbox
 from edge_rt.uplink import Uplink, UplinkOptions
 
@@ -36,15 +36,11 @@ def test_a_30_second_outage_loses_nothing_and_duplicates_nothing(mariadb_url, tm
     def produce():
         n = 0
         while not stop.wait(0.05):
-            b = event_body("fire-1", "dog_bark")
-            starts[ob.put("event", b)] = b["event_id"]
-            end = event_body("fire-1", "dog_bark", start_ns=b["start_ns"], end=True, event_id=b["event_id"])
-            clip = None
-            if n % 25 == 0:
-                clip = os.urandom(600_000)
-                end["clip"] = {"format": "flac", "sample_rate": 16000, "start_ns": b["start_ns"], "preroll_s": 1.0}
-                clips[b["event_id"]] = hashlib.sha256(clip).hexdigest()
-            ob.put("event_end", end, clip=clip)
+            clip = os.urandom(600_000) if n % 25 == 0 else None
+            s1, _, event_id = put_event(ob, "dog_bark", clip=clip)
+            starts[s1] = event_id
+            if clip is not None:
+                clips[event_id] = hashlib.sha256(clip).hexdigest()
             n += 1
 
     producer = threading.Thread(target=produce, daemon=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from cloud_svc.testing import ServerProcess, add_device, event_body
+from support import ServerProcess, add_device, put_event
 from edge_rt.outbox import Outbox
 from edge_rt.uplink import Uplink, UplinkOptions
 
@@ -20,7 +20,7 @@ def test_two_serving_processes_share_the_port_and_stop_on_sigterm(tmp_path):
             token = add_device(url, f"lamp-{i}")
             ob = Outbox(tmp_path / f"ob{i}.db")
             for _ in range(20):
-                ob.put("event", event_body(f"lamp-{i}"))
+                put_event(ob)
             uplinks.append(Uplink(ob, srv.target, f"lamp-{i}", token,
                                   options=UplinkOptions(backoff_initial_s=0.1, poll_s=0.005)).start())
         deadline = time.monotonic() + 30

@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from cloud_svc import config
 from cloud_svc.client import QueryClient
 from cloud_svc.server import ServerThread
-from cloud_svc.testing import edge_run, event_body
+from support import edge_run, event_id_of, put_event
 from edge_rt.outbox import Outbox
-from edge_rt.uplink import Uplink, UplinkError, UplinkOptions, backoff_delay
+from edge_rt.uplink import Uplink, UplinkError, UplinkOptions
 
 FAST = dict(backoff_initial_s=0.05, backoff_max_s=0.5, poll_s=0.005, heartbeat_s=0.5, connect_timeout_s=2.0)
 
@@ -39,21 +39,11 @@ def server(tmp_path):
         yield s
 
 
-def put_event(outbox: Outbox, device: str, clip: bytes | None = None, label: str = "glass_break") -> tuple[int, int]:
-    start = event_body(device, label)
-    s1 = outbox.put("event", start)
-    end = event_body(device, label, start_ns=start["start_ns"], end=True, event_id=start["event_id"])
-    if clip is not None:
-        end["clip"] = {"format": "flac", "sample_rate": 16000, "start_ns": start["start_ns"], "preroll_s": 1.0}
-    s2 = outbox.put("event_end", end, clip=clip)
-    return s1, s2
-
-
 def test_acks_trim_the_outbox_and_everything_arrives_once(server, tmp_path):
     token = server.app.store.devices.add_device("lamp-1")
     ob = Outbox(tmp_path / "outbox.db")
     for _ in range(150):
-        put_event(ob, "lamp-1")
+        put_event(ob)
     beats = []
     up = Uplink(ob, f"127.0.0.1:{server.port}", "lamp-1", token, heartbeat=lambda: beats.append(1) or {"rtf": 42.0},
                 options=UplinkOptions(batch_records=40, **FAST)).start()
@@ -68,8 +58,8 @@ def test_a_large_clip_is_chunked_and_arrives_byte_exact(server, tmp_path):
     token = server.app.store.devices.add_device("lamp-1")
     ob = Outbox(tmp_path / "outbox.db")
     big, small = os.urandom(3 * (1 << 20) + 17), os.urandom(20_000)
-    s_big, _ = put_event(ob, "lamp-1", clip=big)
-    s_small, _ = put_event(ob, "lamp-1", clip=small)
+    s_big, *_ = put_event(ob, clip=big)
+    s_small, *_ = put_event(ob, clip=small)
     up = Uplink(ob, f"127.0.0.1:{server.port}", "lamp-1", token,
                 options=UplinkOptions(inline_clip_bytes=64 << 10, chunk_bytes=256 << 10, **FAST)).start()
     assert wait_for(up.drained)
@@ -84,7 +74,7 @@ def test_records_the_outbox_dropped_do_not_stall_the_acks(server, tmp_path):
     token = server.app.store.devices.add_device("lamp-1")
     ob = Outbox(tmp_path / "outbox.db", max_bytes=1 << 16)  # small: the oldest records get dropped
     for _ in range(200):
-        put_event(ob, "lamp-1")
+        put_event(ob)
     st = ob.stats()
     survivors = ob.pending(limit=10_000)
     assert st["dropped"] > 0 and survivors[0].seq > 1
@@ -94,7 +84,7 @@ def test_records_the_outbox_dropped_do_not_stall_the_acks(server, tmp_path):
     assert server.app.store.devices.watermark("lamp-1") == st["next_seq"] - 1
     with server.app.store.engine.connect() as c:
         stored = set(c.scalars(sa.text("SELECT event_id FROM events WHERE device_id='lamp-1'")))
-    assert stored == {r.body["event_id"] for r in survivors}  # every surviving event, once
+    assert stored == {event_id_of(r.body) for r in survivors}  # every surviving event, once
 
 
 def test_a_late_ack_times_the_session_out_and_the_replay_is_idempotent(tmp_path):
@@ -105,7 +95,7 @@ def test_a_late_ack_times_the_session_out_and_the_replay_is_idempotent(tmp_path)
         token = srv.app.store.devices.add_device("lamp-1")
         ob = Outbox(tmp_path / "outbox.db")
         for _ in range(20):
-            put_event(ob, "lamp-1")
+            put_event(ob)
         up = Uplink(ob, f"127.0.0.1:{srv.port}", "lamp-1", token,
                     options=UplinkOptions(ack_timeout_s=0.5, batch_records=10, **FAST)).start()
         assert wait_for(up.drained, 60)
@@ -117,7 +107,7 @@ def test_a_late_ack_times_the_session_out_and_the_replay_is_idempotent(tmp_path)
 def test_a_refused_token_stops_the_uplink_and_keeps_the_records(server, tmp_path):
     server.app.store.devices.add_device("lamp-1")
     ob = Outbox(tmp_path / "outbox.db")
-    put_event(ob, "lamp-1")
+    put_event(ob)
     up = Uplink(ob, f"127.0.0.1:{server.port}", "lamp-1", "ert_not-a-token", options=UplinkOptions(**FAST)).start()
     assert wait_for(lambda: up.failed is not None, 10)
     assert "UNAUTHENTICATED" in str(up.failed) and up.retries == 0
@@ -131,7 +121,7 @@ def test_an_unreachable_cloud_is_retried_with_growing_jittered_backoff():
     o = UplinkOptions(backoff_initial_s=0.5, backoff_max_s=8.0)
     rng = random.Random(1)
     for attempt, cap in [(0, 0.5), (1, 1.0), (3, 4.0), (10, 8.0)]:
-        delays = [backoff_delay(attempt, o, rng) for _ in range(300)]
+        delays = [o.backoff.delay(attempt, rng) for _ in range(300)]
         assert max(delays) <= cap and min(delays) >= 0.0
         assert max(delays) > 0.8 * cap and min(delays) < 0.2 * cap  # full jitter spreads over [0, cap]
 
@@ -140,12 +130,12 @@ def test_a_spool_reset_below_the_clouds_watermark_is_refused_loudly(server, tmp_
     token = server.app.store.devices.add_device("lamp-1")
     ob = Outbox(tmp_path / "a.db")
     for _ in range(5):
-        put_event(ob, "lamp-1")
+        put_event(ob)
     up = Uplink(ob, f"127.0.0.1:{server.port}", "lamp-1", token, options=UplinkOptions(**FAST)).start()
     assert wait_for(up.drained)
     up.stop()
     fresh = Outbox(tmp_path / "b.db")  # a re-imaged device: seqs start again at 1
-    put_event(fresh, "lamp-1")
+    put_event(fresh)
     up = Uplink(fresh, f"127.0.0.1:{server.port}", "lamp-1", token, options=UplinkOptions(**FAST)).start()
     assert wait_for(lambda: up.failed is not None, 10)
     assert "spool was reset" in str(up.failed)
@@ -183,7 +173,7 @@ def test_the_uplink_speaks_tls_and_mtls(tmp_path, pki, mutual):
     with ServerThread(cfg) as srv:
         token = srv.app.store.devices.add_device("lamp-1")
         ob = Outbox(tmp_path / "outbox.db")
-        put_event(ob, "lamp-1")
+        put_event(ob)
         client = {"tls_cert": str(pki / "client.pem"), "tls_key": str(pki / "client.key")} if mutual else {}
         up = Uplink(ob, f"127.0.0.1:{srv.port}", "lamp-1", token,
                     options=UplinkOptions(tls_ca=str(pki / "ca.pem"), **client, **FAST)).start()
@@ -191,7 +181,7 @@ def test_the_uplink_speaks_tls_and_mtls(tmp_path, pki, mutual):
         up.stop()
         plain = Uplink(Outbox(tmp_path / "p.db"), f"127.0.0.1:{srv.port}", "lamp-1", token,
                        options=UplinkOptions(**FAST))
-        put_event(plain.outbox, "lamp-1")
+        put_event(plain.outbox)
         plain.start()
         time.sleep(1.5)
         assert not plain.drained() and plain.connects == 0  # plaintext never gets through
@@ -199,7 +189,7 @@ def test_the_uplink_speaks_tls_and_mtls(tmp_path, pki, mutual):
         if mutual:  # TLS without a client certificate is refused too
             anon = Uplink(Outbox(tmp_path / "q.db"), f"127.0.0.1:{srv.port}", "lamp-1", token,
                           options=UplinkOptions(tls_ca=str(pki / "ca.pem"), **FAST))
-            put_event(anon.outbox, "lamp-1")
+            put_event(anon.outbox)
             anon.start()
             time.sleep(1.5)
             assert not anon.drained()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import soundfile as sf
 
 from edge_rt.capture import open_source
 from edge_rt.outbox import Outbox
+from edge_rt.records import parse
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,14 +27,19 @@ def edge(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
-def records(spool: Path):
-    return Outbox(spool / "outbox.db").pending(limit=100000)
+def records(spool: Path) -> list[tuple]:
+    """(outbox record, the edgert.v1 message it holds: Event or DeviceAlert) in seq order."""
+    out = []
+    for r in Outbox(spool / "outbox.db").pending(limit=100000):
+        rec = parse(r.body)
+        out.append((r, getattr(rec, rec.WhichOneof("kind"))))
+    return out
 
 
 @pytest.fixture(scope="module")
 def distress_run(tmp_path_factory):
     spool = tmp_path_factory.mktemp("spool")
-    proc = edge("run", "--source", "synth:distress", "--fast", "--spool", str(spool), "--device-id", "e2e-1")
+    proc = edge("-v", "run", "--source", "synth:distress", "--fast", "--spool", str(spool), "--device-id", "e2e-1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return spool, proc
 
@@ -40,36 +47,37 @@ def distress_run(tmp_path_factory):
 def test_glass_then_shout_gives_one_event_each_and_one_distress_alert(distress_run):
     spool, _ = distress_run
     recs = records(spool)
-    starts = Counter(r.body["label"] for r in recs if r.kind == "event")
-    ends = Counter(r.body["label"] for r in recs if r.kind == "event_end")
+    starts = Counter(m.label for r, m in recs if r.kind == "event")
+    ends = Counter(m.label for r, m in recs if r.kind == "event_end")
     assert starts["glass_break"] == 1 and ends["glass_break"] == 1
     assert starts["shout"] + starts["scream"] == 1
-    alerts = [r.body for r in recs if r.kind == "alert"]
-    assert [a["rule"] for a in alerts] == ["distress"]
-    assert "glass_break" in alerts[0]["labels"] and ({"shout", "scream"} & set(alerts[0]["labels"]))
+    alerts = [m for r, m in recs if r.kind == "alert"]
+    assert [a.rule for a in alerts] == ["distress"]
+    assert "glass_break" in alerts[0].labels and ({"shout", "scream"} & set(alerts[0].labels))
 
 
 def test_event_times_are_within_half_a_second_of_the_truth(distress_run):
-    spool, _ = distress_run
+    spool, proc = distress_run
     truth = {t.label: t for t in open_source("synth:distress").truth}
-    recs = records(spool)
-    t0 = min(r.body["start_ns"] - int(r.body["stream_s"] * 1e9) for r in recs if r.kind == "event")
-    for r in recs:
-        if r.kind != "event_end" or r.body["label"] not in ("glass_break", "shout", "scream"):
-            continue
-        want = truth["glass_break"] if r.body["label"] == "glass_break" else truth.get("shout_help") or truth["scream"]
-        start_s = (r.body["start_ns"] - t0) / 1e9
-        assert abs(start_s - want.start_s) <= 0.5, (r.body["label"], start_s, want)
+    # the run logs each event's start in stream seconds once it is on disk; the records carry wall-clock ns
+    logged = {m.group(1): float(m.group(2)) for m in re.finditer(r"event (\w+) starts at ([\d.]+) s", proc.stderr)}
+    recs = [(r, m) for r, m in records(spool) if r.kind == "event_end" and m.label in ("glass_break", "shout", "scream")]
+    assert {m.label for _, m in recs} <= set(logged) and len(recs) == 2
+    for _, m in recs:
+        want = truth["glass_break"] if m.label == "glass_break" else truth.get("shout_help") or truth["scream"]
+        assert abs(logged[m.label] - want.start_s) <= 0.5, (m.label, logged[m.label], want)
+    (_, a), (_, b) = recs
+    assert abs((b.start_ns - a.start_ns) / 1e9 - (logged[b.label] - logged[a.label])) < 1e-3
 
 
 def test_records_carry_device_model_and_clip(distress_run):
     spool, _ = distress_run
     recs = records(spool)
-    seqs = [r.seq for r in recs]
+    seqs = [r.seq for r, _ in recs]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
-    end = next(r for r in recs if r.kind == "event_end" and r.body["label"] == "glass_break")
-    assert end.body["device_id"] == "e2e-1" and len(end.body["model_sha256"]) == 64
-    assert end.body["end_ns"] > end.body["start_ns"]
+    end, ev = next((r, m) for r, m in recs if r.kind == "event_end" and m.label == "glass_break")
+    assert ev.backend and len(ev.model_sha256) == 64 and len(ev.embedding_f16) == 2 * 1024
+    assert ev.end_ns > ev.start_ns and ev.clip.format == "flac" and ev.clip.preroll_s == 1.0
     audio, sr = sf.read(__import__("io").BytesIO(end.clip))
     assert sr == 16000 and audio.size / sr >= 1.0  # at least the 1 s pre-roll
 
@@ -110,7 +118,7 @@ def test_kill_9_during_a_run_loses_no_event_in_the_outbox(tmp_path, attempt):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert logged >= want, "the run ended before the kill"
-    stored = [r for r in records(tmp_path) if r.kind == "event"]
+    stored = [r for r, _ in records(tmp_path) if r.kind == "event"]
     assert len(stored) >= logged
 
 

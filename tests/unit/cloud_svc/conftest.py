@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from edgert import protos_build
-from cloud_svc.testing import TempMariaDB, mariadb_available, wipe
+from support import TempMariaDB, mariadb_available, wipe
 
 
 @pytest.fixture(scope="session", autouse=True)

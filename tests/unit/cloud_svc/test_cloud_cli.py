@@ -8,7 +8,7 @@ import pytest
 from cloud_svc import config
 from cloud_svc.__main__ import parse_time, table
 from cloud_svc.server import ServerThread
-from cloud_svc.testing import add_device, cloud_cli
+from support import add_device, cloud_cli
 
 
 def test_devices_add_prints_the_token_as_its_last_line_and_stores_only_its_hash(tmp_path):

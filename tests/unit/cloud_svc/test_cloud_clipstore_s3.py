@@ -15,7 +15,7 @@ from cloud_svc.client import QueryClient
 from cloud_svc.clipstore import S3ClipStore, open_store
 from cloud_svc.errors import ClipMissing, ClipStoreError, ConfigError
 from cloud_svc.server import ServerThread
-from cloud_svc.testing import event_body
+from support import put_event
 from edge_rt.outbox import Outbox
 from edge_rt.uplink import Uplink, UplinkOptions
 
@@ -87,11 +87,7 @@ def test_a_bucketless_url_is_refused():
 
 def _clip_event(ob: Outbox, device: str, data: bytes) -> int:
     """An event and its end with a clip; returns the event's seq (clips are looked up by it)."""
-    start = event_body(device, "glass_break")
-    seq = ob.put("event", start)
-    end = event_body(device, "glass_break", start_ns=start["start_ns"], end=True, event_id=start["event_id"])
-    end["clip"] = {"format": "flac", "sample_rate": 16000, "start_ns": start["start_ns"], "preroll_s": 1.0}
-    ob.put("event_end", end, clip=data)
+    seq, _, _ = put_event(ob, "glass_break", clip=data)
     return seq
 
 

@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 
 from cloud_svc import db
 from cloud_svc.schema import metadata
-from cloud_svc.testing import REPO, env_with_repo
+from support import REPO, env_with_repo
 
 
 def test_the_migrated_schema_matches_the_declared_one(db_url):

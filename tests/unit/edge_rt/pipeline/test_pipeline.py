@@ -38,3 +38,35 @@ def test_a_fast_file_longer_than_the_ring_is_analysed_whole(tmp_path, model_dir)
     assert abs(summary.audio_s - seconds) < 1e-6
     assert pipe.ring.overruns == 0
     assert pipe._patch_index == int((seconds - 0.96) // 0.48) + 1  # every window of the file was analysed
+
+
+def _names() -> list[str]:
+    """521 class names holding every class the shipped taxonomy names (no class map file needed)."""
+    from edgert import labels
+
+    named = sorted({c for lc in labels.scoring().labels.values() for c in lc.classes})
+    return named + [f"class {i}" for i in range(521 - len(named))]
+
+
+def test_the_pipeline_runs_from_parts_with_the_fake_backend_and_no_model_files(tmp_path, monkeypatch):
+    from edge_rt.records import parse
+    from edgert.yamnet.backends import FakeBackend
+
+    monkeypatch.setenv("EDGE_RT_MODEL_DIR", str(tmp_path / "no-models"))  # nothing may be read from there
+    rng = np.random.default_rng(3)
+    wave = (1e-4 * rng.standard_normal(10 * 16000)).astype(np.float32)
+    wave[4 * 16000:int(5.5 * 16000)] = (0.5 * rng.standard_normal(int(1.5 * 16000))).astype(np.float32)
+    sf.write(tmp_path / "burst.wav", wave, 16000, subtype="FLOAT")
+    names = _names()
+    cfg = config.load(env={}, calibrated=False, overrides={"lat": 48.1, "lon": 11.6})
+    outbox = Outbox(tmp_path / "o.db")
+    pipe = Pipeline(cfg, open_source(f"file:{tmp_path / 'burst.wav'}", realtime=False),
+                    FakeBackend(loud_class=names.index("Glass")), outbox, names=names)
+    summary = pipe.run()
+    recs = [(r, parse(r.body)) for r in outbox.pending()]
+    assert [r.kind for r, _ in recs] == ["event", "event_end"] and summary.events == 1
+    (_, start), (end, stop) = recs
+    assert start.event.label == stop.event_end.label == "glass_break"
+    assert start.event.event_id == stop.event_end.event_id and start.event.backend == "fake"
+    assert abs((start.event.start_ns - pipe.records.t0_ns) / 1e9 - 4.0) <= 0.5
+    assert stop.event_end.position.lat == 48.1 and stop.event_end.clip.format == "flac" and end.clip

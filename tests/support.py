@@ -1,4 +1,5 @@
-"""Helpers for tests and benchmarks: throwaway MariaDB databases, the server as a subprocess, event fixtures."""
+"""Helpers of the tests and benchmarks (not shipped): throwaway MariaDB databases, the server and the edge as
+subprocesses, and events built by the edge's own record builder."""
 from __future__ import annotations
 
 import os
@@ -120,17 +121,38 @@ class ServerProcess:
             self.proc.wait(10)
 
 
-def event_body(device_id: str, label: str = "glass_break", *, start_ns: Optional[int] = None, end: bool = False,
-               lat: Optional[float] = 52.52, lon: Optional[float] = 13.40, event_id: Optional[str] = None) -> dict:
-    """An outbox body as edge_rt.pipeline writes it (kind "event", or "event_end" with end=True)."""
+def event_records(label: str = "glass_break", *, start_ns: Optional[int] = None, lat: Optional[float] = 52.52,
+                  lon: Optional[float] = 13.40, event_id: Optional[str] = None, clip: Optional[bytes] = None):
+    """The two outbox records of one event, built by the edge's own record builder: its start and its end
+    0.7 s later (with `clip` as a FLAC clip when given). Returns (start, end), each an edge_rt.records.Staged."""
+    from edge_rt.detector import Event
+    from edge_rt.records import ClipInfo, RecordBuilder
+
     start_ns = start_ns or time.time_ns()
-    body = {"device_id": device_id, "label": label, "lat": lat, "lon": lon, "backend": "onnxruntime",
-            "model_sha256": "ab" * 32, "event_id": event_id or uuid.uuid4().hex, "start_ns": start_ns,
-            "end_ns": start_ns + 700_000_000 if end else None, "score": 0.81,
-            "classes": [["Glass", 0.81], ["Shatter", 0.4], ["Breaking", 0.2], ["Smash, crash", 0.1], ["Speech", 0.05]]}
-    if not end:
-        body["inference_ms"] = 1.9
-    return body
+    build = RecordBuilder(backend="onnxruntime", model_sha256="ab" * 32, lat=lat, lon=lon, t0_ns=start_ns)
+    ev = Event(label=label, start_s=0.0, score=0.81, event_id=event_id or uuid.uuid4().hex, end_s=0.7,
+               classes=[("Glass", 0.81), ("Shatter", 0.4), ("Breaking", 0.2), ("Smash, crash", 0.1), ("Speech", 0.05)])
+    start = build.started(ev, inference_ms=1.9)
+    end = build.ended(ev, clip=clip, clip_info=ClipInfo("flac", 16000, start_ns, 1.0) if clip else None)
+    return start, end
+
+
+def put_event(outbox, label: str = "glass_break", *, clip: Optional[bytes] = None, **kw) -> tuple[int, int, str]:
+    """Put one event (start and end) into an edge outbox; returns (start seq, end seq, event_id)."""
+    from edge_rt.records import parse
+
+    start, end = event_records(label, clip=clip, **kw)
+    s1 = outbox.put(start.kind, start.body)
+    s2 = outbox.put(end.kind, end.body, clip=end.clip)
+    return s1, s2, parse(start.body).event.event_id
+
+
+def event_id_of(body: bytes) -> str:
+    """The event_id of an outbox record's body (an event or its end)."""
+    from edge_rt.records import parse
+
+    rec = parse(body)
+    return getattr(rec, rec.WhichOneof("kind")).event_id
 
 
 def wipe(engine) -> None:
