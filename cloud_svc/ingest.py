@@ -16,8 +16,12 @@ from cloud_svc.config import IngestConfig
 from cloud_svc.domain import BatchIn, EventIn, HeartbeatIn
 from cloud_svc.errors import CloudError, Draining, StorageUnavailable
 from cloud_svc.store import IngestStore
+from edgert.backoff import Backoff
 
 log = logging.getLogger("cloud_svc.ingest")
+# A failed group commit (lost connection, deadlock) is retried after 0.1, 0.2, 0.4 ... 2 s, each drawn from its upper
+# half, so committers of several replicas that deadlocked on each other do not retry in lockstep.
+COMMIT_BACKOFF = Backoff(0.1, 2.0, jitter=0.5)
 
 CLIP_MISSING = "clip upload missing"
 AnyFuture = Union[Future, "asyncio.Future"]
@@ -152,7 +156,7 @@ class Committer:
                     err = exc
                     break
                 log.warning("commit of %d batches failed (%s); retry %d", len(batches), exc, attempt + 1)
-                time.sleep(min(2.0, 0.1 * 2 ** attempt))
+                time.sleep(COMMIT_BACKOFF.delay(attempt))
             except Exception as exc:  # noqa: BLE001 - a bug must fail the batches, not kill the committer
                 log.exception("commit of %d batches failed", len(batches))
                 err = StorageUnavailable(f"commit failed: {exc}")

@@ -13,6 +13,7 @@ from cloud_svc.domain import VerifyResult
 from cloud_svc.errors import CloudError, StorageUnavailable
 from cloud_svc.fleet import FleetIndex, FleetStore
 from cloud_svc.store import JobStore, Store
+from edgert.backoff import Backoff
 
 log = logging.getLogger("cloud_svc.workers")
 
@@ -38,15 +39,16 @@ class _Loop:
             self._thread.join(timeout)
 
     def run(self) -> None:
-        idle = 0.0
+        idle, down = 0.0, 0  # down: failed steps in a row (the database is away)
+        backoff = Backoff(max(self.poll_s, 1.0), 10.0, jitter=0.5)
         while not self._stop.wait(idle):
             try:
                 busy = self.step()
-                idle = 0.0 if busy else self.poll_s
+                idle, down = (0.0 if busy else self.poll_s), 0
             except StorageUnavailable as exc:
                 self.errors += 1
-                log.warning("%s: %s; retrying", self.name, exc)
-                idle = min(10.0, max(self.poll_s, 1.0) * 2)
+                idle, down = backoff.delay(down), down + 1
+                log.warning("%s: %s; retrying in %.1f s", self.name, exc, idle)
             except Exception:  # noqa: BLE001 - one bad step must not end the worker
                 self.errors += 1
                 log.exception("%s step failed", self.name)
