@@ -1,4 +1,4 @@
-"""Multi-row INSERT (ignore / upsert) for the repository's ingest path, fast on both stores.
+"""Multi-row INSERT (ignore / upsert) for the store's ingest path (cloud_svc.store.ingest), fast on both stores.
 
 SQLAlchemy's executemany through PyMySQL escapes every value in Python, several microseconds each, which
 caps ingest far below the budget. Here MySQL gets one multi-row statement per table rendered with

@@ -48,7 +48,7 @@ def test_a_lost_mysql_connection_is_an_operational_error_and_never_pooled_again(
             killer.exec_driver_sql(f"KILL {victim}")
             try:
                 bw.select_in(c, "devices", ("id",), "id", ["x"])
-            except sa.exc.OperationalError as exc:  # what the repository turns into StorageUnavailable
+            except sa.exc.OperationalError as exc:  # what the store turns into StorageUnavailable
                 assert exc.connection_invalidated
             else:
                 raise AssertionError("a statement on a killed connection succeeded")
