@@ -46,6 +46,7 @@ mariadb:  ## start MariaDB when it is not answering
 
 test: setup mariadb
 	$(VENV)/bin/lint-imports  # pyproject.toml: edge_rt and cloud_svc never import each other; edgert imports neither
+	$(VENV)/bin/ruff check edgert edge_rt cloud_svc dashboard tests bench setup.py
 	$(PY) -m edge_rt.models verify
 	$(PY) -m pytest -q tests
 	EDGE_RT_PUREPYTHON=1 $(PY) -m pytest -q tests/unit/edgert/yamnet/frontend

@@ -111,7 +111,7 @@ def main() -> int:
             store.devices.add_devices(devices)
             modes = {"ours": contextlib.nullcontext}
             if kind == "mariadb":
-                modes["peer (SQLAlchemy path, no pk cache)"] = lambda: _peer(store.ingest)
+                modes["peer (SQLAlchemy path, no pk cache)"] = lambda ingest=store.ingest: _peer(ingest)
             for group in (1, 5):
                 for name, (cpu, wall) in measure(store.ingest, devices, group, args.commits, modes).items():
                     rows.append((f"{kind}: {name}", group, cpu, cpu / group, wall))
@@ -119,7 +119,8 @@ def main() -> int:
             store.close()
             if mdb is not None:
                 mdb.drop()
-    print(f"{args.commits} commits per case, median of 7 paired rounds, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    print(f"{args.commits} commits per case, median of 7 paired rounds, {when}")
     print("| database | batches per commit | CPU us per commit | CPU us per batch | wall ms per commit |")
     print("|---|---|---|---|---|")
     for kind, group, cpu, per, wall in rows:

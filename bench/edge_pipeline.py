@@ -15,7 +15,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -164,7 +163,8 @@ def main() -> int:
                   f"{head_ms:.4f} ms per patch beside {model_ms:.2f} ms for the model ({args.backends[0]}), "
                   f"{head_ms / model_ms:.1%} of it; budget {BUDGET_HEAD_MS} ms: "
                   f"{'met' if head_ms <= BUDGET_HEAD_MS else 'MISSED'}")
-    console.print(f"budgets: RTF >= {BUDGET_RTF:.0f}x, p99 <= {BUDGET_P99_MS:.0f} ms, RSS (tflite) <= {BUDGET_RSS_MB:.0f} MB")
+    console.print(f"budgets: RTF >= {BUDGET_RTF:.0f}x, p99 <= {BUDGET_P99_MS:.0f} ms, "
+                  f"RSS (tflite) <= {BUDGET_RSS_MB:.0f} MB")
     return 0
 
 

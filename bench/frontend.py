@@ -26,8 +26,8 @@ from dataclasses import dataclass, field  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from edgert.yamnet.frontend import _cfrontend, _shared, fallback  # noqa: E402
 from edge_rt.models import golden  # noqa: E402
+from edgert.yamnet.frontend import _cfrontend, _shared, fallback  # noqa: E402
 from edgert.yamnet.params import PARAMS  # noqa: E402
 
 SR = PARAMS.sample_rate

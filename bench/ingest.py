@@ -77,7 +77,9 @@ def _fill(batch, device_idx: int, first_seq: int, n: int, templates: dict, state
 
 async def _device(target, device_id, token, idx, phase, args, clock, results, start_evt, ready):
     import grpc
-    from edgert.v1 import common_pb2, ingest_pb2 as pb, ingest_pb2_grpc
+
+    from edgert.v1 import common_pb2, ingest_pb2_grpc
+    from edgert.v1 import ingest_pb2 as pb
 
     rng = random.Random(idx)
     lat, lon = -60 + (idx % 100) * 1.2, -170 + (idx // 100) * 3.4  # devices far apart: no fleet alerts
@@ -292,7 +294,7 @@ def bench_db(kind: str, args) -> list[dict]:
 def markdown(results: list[dict], args) -> str:
     cpu = platform.processor() or platform.machine()
     try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
     lines = [f"Run: `.venv/bin/python bench/ingest.py --devices {args.devices} --duration {args.duration} "

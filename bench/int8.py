@@ -30,9 +30,8 @@ from rich.table import Table  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgert.yamnet import backends  # noqa: E402
-from edge_rt.models import golden
-from edgert.yamnet import paths  # noqa: E402
+from edge_rt.models import golden  # noqa: E402
+from edgert.yamnet import backends, paths  # noqa: E402
 
 PAIRS = (("onnxruntime", "onnxruntime-int8"), ("tflite", "tflite-int8"))  # (float peer, int8)
 BUDGET_MS = 1.2

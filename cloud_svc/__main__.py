@@ -447,8 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-COMMANDS = {"correlate": cmd_correlate, "serve": cmd_serve, "db": cmd_db, "devices": cmd_devices, "events": cmd_events, "alerts": cmd_alerts,
-            "agreement": cmd_agreement, "clip": cmd_clip, "verify": cmd_verify, "models": cmd_models}
+COMMANDS = {"correlate": cmd_correlate, "serve": cmd_serve, "db": cmd_db, "devices": cmd_devices, "events": cmd_events,
+            "alerts": cmd_alerts, "agreement": cmd_agreement, "clip": cmd_clip, "verify": cmd_verify,
+            "models": cmd_models}
 
 
 def main(argv: list[str] | None = None) -> int:

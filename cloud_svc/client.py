@@ -5,10 +5,10 @@ from contextlib import contextmanager
 from typing import Iterator, Optional
 
 import grpc
-from edgert.v1 import query_pb2, query_pb2_grpc
 
 from cloud_svc.errors import from_rpc_error
 from edgert.channel import open_channel
+from edgert.v1 import query_pb2, query_pb2_grpc
 
 VERIFIED = {"any": query_pb2.VERIFIED_ANY, "done": query_pb2.VERIFIED_DONE, "agree": query_pb2.VERIFIED_AGREE,
             "disagree": query_pb2.VERIFIED_DISAGREE, "pending": query_pb2.VERIFIED_PENDING,

@@ -21,7 +21,10 @@ SQLITE_BUSY_MS = 30000
 
 
 def is_sqlite(engine_or_url) -> bool:
-    name = engine_or_url.dialect.name if isinstance(engine_or_url, Engine) else make_url(str(engine_or_url)).get_backend_name()
+    if isinstance(engine_or_url, Engine):
+        name = engine_or_url.dialect.name
+    else:
+        name = make_url(str(engine_or_url)).get_backend_name()
     return name == "sqlite"
 
 

@@ -1,4 +1,5 @@
-"""The cloud's domain objects: what the servicers hand the store (cloud_svc.store) and what queries return (no protobuf)."""
+"""The cloud's domain objects: what the servicers hand the store (cloud_svc.store) and what queries return
+(no protobuf)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import sys
 import logging
 import multiprocessing
 import os
 import queue
 import signal
 import socket
+import sys
 import threading
 from pathlib import Path
 from typing import Callable, Optional
@@ -275,7 +275,7 @@ def serve_forever(cfg: CloudConfig, *, migrate: bool = True, procs: int = 1,
                     break
                 except queue.Empty:
                     if stopping.is_set() or any(c.exitcode not in (None, 0) for c in children):
-                        raise ConfigError("a serving process failed to start; see its log above")
+                        raise ConfigError("a serving process failed to start; see its log above") from None
         if placeholder is not None:
             placeholder.close()
         log.info("%d processes serving port %s", procs, port)

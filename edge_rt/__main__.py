@@ -104,8 +104,8 @@ def _backend(cfg, model_dir):
 
 def cmd_classify(args) -> int:
     from edge_rt.classify import classify_files
-    from edgert.yamnet.head import Head
     from edgert.yamnet.classmap import class_names
+    from edgert.yamnet.head import Head
 
     cfg = _config(args)
     be = _backend(cfg, args.model_dir)
@@ -118,9 +118,9 @@ def cmd_run(args) -> int:
     import os
 
     from edge_rt.capture import open_source
-    from edgert.yamnet.head import Head
     from edge_rt.outbox import Outbox
     from edge_rt.pipeline import Pipeline
+    from edgert.yamnet.head import Head
 
     cfg = _config(args)
     source = open_source(args.source, realtime=args.realtime, loop=args.loop)
@@ -185,8 +185,8 @@ def _float_backend(args):
 
 def cmd_evaluate(args) -> int:
     from edge_rt.evaluation.evaluate import evaluate
-    from edgert.yamnet.head import Head
     from edgert.yamnet.classmap import class_names
+    from edgert.yamnet.head import Head
 
     cfg = _config(args)
     evaluate(args.data, cfg, _float_backend(args), Head.load_optional(args.model_dir), class_names(args.model_dir),
@@ -197,8 +197,8 @@ def cmd_evaluate(args) -> int:
 def cmd_calibrate(args) -> int:
     from edge_rt.evaluation import calibrate
     from edge_rt.evaluation.material import STREAM_SEED
-    from edgert.yamnet.head import Head
     from edgert.yamnet.classmap import class_names
+    from edgert.yamnet.head import Head
 
     path, check = calibrate.main(_float_backend(args), Head.load_optional(args.model_dir),
                                  class_names(args.model_dir), Path(args.out) if args.out else None,

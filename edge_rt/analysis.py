@@ -15,7 +15,6 @@ from edgert.yamnet.head import Head
 from edgert.yamnet.params import PARAMS
 
 
-
 def windows(patches: np.ndarray, scores: np.ndarray, embeddings: np.ndarray, levels: list[float],
             first_index: int, head: Optional[Head], background: BackgroundLevel) -> list[Window]:
     """Wrap a batch: patches float32[N,96,64], scores [N,521], embeddings [N,1024], levels N dBFS values.

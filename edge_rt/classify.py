@@ -10,11 +10,11 @@ from typing import Iterable, Optional, TextIO
 import numpy as np
 
 from edge_rt.analysis import score_clip
-from edgert.yamnet.backends import Backend
 from edge_rt.config import EdgeConfig
 from edge_rt.detector import Detector
 from edge_rt.errors import EdgeRtError
 from edgert.errors import CoreError
+from edgert.yamnet.backends import Backend
 from edgert.yamnet.head import Head
 from edgert.yamnet.params import PARAMS
 

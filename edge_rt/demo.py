@@ -8,9 +8,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from edgert.yamnet import backends
-from edgert.errors import BackendUnavailableError
 from edge_rt.models import golden
+from edgert.errors import BackendUnavailableError
+from edgert.yamnet import backends
 from edgert.yamnet.classmap import class_names
 
 SCENARIO = "synth:tour"
@@ -46,10 +46,10 @@ def scenario_run(console: Console, spec: str = SCENARIO) -> None:
     """Run `spec` through the whole edge pipeline into a throw-away outbox and show what came out."""
     from edge_rt import config
     from edge_rt.capture import open_source
-    from edgert.yamnet.head import Head
     from edge_rt.outbox import Outbox
     from edge_rt.pipeline import Pipeline
     from edge_rt.records import parse
+    from edgert.yamnet.head import Head
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = config.load(overrides={"device_id": "demo-1", "lat": 52.52, "lon": 13.405})

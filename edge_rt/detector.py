@@ -11,8 +11,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from edge_rt.config import DetectorConfig, RuleConfig
-from edgert.yamnet.params import PARAMS
 from edgert.labels import LabelScorer
+from edgert.yamnet.params import PARAMS
 
 log = logging.getLogger("edge_rt.detector")
 hear = logging.getLogger("edge_rt.detector.hears")  # the "what the model hears" stream, at DEBUG

@@ -118,7 +118,8 @@ class Outbox:
                 cur.execute("BEGIN IMMEDIATE")
                 first = cur.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0]
                 cur.executemany("INSERT INTO outbox VALUES (?,?,?,?,?,?)",
-                                [(first + i, kind, now_ns, text, clip, n) for i, (kind, text, clip, n) in enumerate(rows)])
+                                [(first + i, kind, now_ns, body, clip, n)
+                                 for i, (kind, body, clip, n) in enumerate(rows)])
                 cur.execute("UPDATE meta SET value=value+? WHERE key='next_seq'", (len(rows),))
                 cur.execute("UPDATE meta SET value=value+? WHERE key='depth'", (len(rows),))
                 cur.execute("UPDATE meta SET value=value+? WHERE key='bytes'", (sum(r[3] for r in rows),))
@@ -171,8 +172,7 @@ class Outbox:
     def stats(self) -> dict[str, int]:
         with self._lock:
             meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
-        return {"depth": meta["depth"], "bytes": meta["bytes"], "dropped": meta["dropped"], "next_seq": meta["next_seq"],
-                "acked": meta["acked"]}
+        return {k: meta[k] for k in ("depth", "bytes", "dropped", "next_seq", "acked")}
 
     def close(self) -> None:
         with self._lock:

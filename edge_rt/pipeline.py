@@ -10,19 +10,19 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from edgert.yamnet import frontend
 from edge_rt.analysis import windows
-from edgert.yamnet.analysis import HOP_SAMPLES, WINDOW_SAMPLES, BackgroundLevel, dbfs
-from edgert.yamnet.backends import Backend
 from edge_rt.config import EdgeConfig
 from edge_rt.detector import Alert, Detector, Event, Output
-from edgert.yamnet.head import Head
 from edge_rt.metrics import Metrics
-from edgert.yamnet.classmap import class_names
 from edge_rt.outbox import Outbox
 from edge_rt.records import ClipInfo, RecordBuilder, Staged
-from edgert.yamnet.params import PARAMS
 from edge_rt.ring import RingBuffer
+from edgert.yamnet import frontend
+from edgert.yamnet.analysis import HOP_SAMPLES, WINDOW_SAMPLES, BackgroundLevel, dbfs
+from edgert.yamnet.backends import Backend
+from edgert.yamnet.classmap import class_names
+from edgert.yamnet.head import Head
+from edgert.yamnet.params import PARAMS
 
 log = logging.getLogger("edge_rt.pipeline")
 

@@ -203,7 +203,8 @@ class Uplink:
             try:
                 grpc.channel_ready_future(channel).result(timeout=self.o.connect_timeout_s)
             except grpc.FutureTimeoutError:
-                raise _Retry(grpc.StatusCode.UNAVAILABLE, f"cannot connect within {self.o.connect_timeout_s:.0f} s")
+                raise _Retry(grpc.StatusCode.UNAVAILABLE,
+                             f"cannot connect within {self.o.connect_timeout_s:.0f} s") from None
             self.connects += 1
             stub = self.grpc_mod.IngestStub(channel)
             call = stub.Stream(iter(sendq.get, None), metadata=(("authorization", f"Bearer {self.token}"),),

@@ -47,8 +47,9 @@ def build(out_root: Path = OUT_ROOT, force: bool = False) -> bool:
     if not force and is_current(out_root):
         return False
     try:
-        from grpc_tools import protoc
         from importlib import resources
+
+        from grpc_tools import protoc
     except ImportError as exc:
         raise ProtoBuildError("grpcio-tools is not installed: run `make setup`") from exc
     files = proto_files()

@@ -5,11 +5,24 @@ import math
 import re
 from typing import Optional
 
-from edgert.v1 import common_pb2, ingest_pb2, query_pb2
-
-from cloud_svc.domain import (EMBEDDING_F16_BYTES, AlertIn, AlertView, BBox, ClipIn, DeviceView, EventFilter, EventIn,
-                              EventView, HeartbeatIn, RecordIn, RejectIn, Verified, BatchIn)
+from cloud_svc.domain import (
+    EMBEDDING_F16_BYTES,
+    AlertIn,
+    AlertView,
+    BatchIn,
+    BBox,
+    ClipIn,
+    DeviceView,
+    EventFilter,
+    EventIn,
+    EventView,
+    HeartbeatIn,
+    RecordIn,
+    RejectIn,
+    Verified,
+)
 from cloud_svc.errors import InvalidMessage
+from edgert.v1 import common_pb2, ingest_pb2, query_pb2
 
 EVENT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 LABEL_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -95,7 +108,8 @@ def event_in(e: ingest_pb2.Event, field: str, *, ended: bool, max_inline: int, m
     if not math.isfinite(e.inference_ms) or e.inference_ms < 0:
         raise InvalidMessage(f"{field}.inference_ms", "must be finite and >= 0")
     if e.embedding_f16 and len(e.embedding_f16) != EMBEDDING_F16_BYTES:
-        raise InvalidMessage(f"{field}.embedding_f16", f"must be {EMBEDDING_F16_BYTES} bytes, got {len(e.embedding_f16)}")
+        raise InvalidMessage(f"{field}.embedding_f16",
+                             f"must be {EMBEDDING_F16_BYTES} bytes, got {len(e.embedding_f16)}")
     if not HEX_RE.match(e.model_sha256):
         raise InvalidMessage(f"{field}.model_sha256", "must be lowercase hex")
     clip = None

@@ -5,7 +5,6 @@ import asyncio
 import logging
 
 import grpc
-from edgert.v1 import ingest_pb2
 
 from cloud_svc import errors
 from cloud_svc.auth import TokenAuth, bearer_token
@@ -15,6 +14,7 @@ from cloud_svc.errors import CloudError, Draining, InvalidMessage, PermissionDen
 from cloud_svc.ingest import Committer
 from cloud_svc.servicer import convert
 from cloud_svc.store import DeviceStore
+from edgert.v1 import ingest_pb2
 
 log = logging.getLogger("cloud_svc.ingest")
 

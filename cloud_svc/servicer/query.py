@@ -5,7 +5,6 @@ import asyncio
 import logging
 
 import grpc
-from edgert.v1 import query_pb2, query_pb2_grpc
 
 from cloud_svc import errors
 from cloud_svc.auth import StaticTokenAuth
@@ -13,6 +12,7 @@ from cloud_svc.clipstore import ClipStore
 from cloud_svc.errors import CloudError, InvalidMessage
 from cloud_svc.servicer import convert
 from cloud_svc.store import QueryStore
+from edgert.v1 import query_pb2, query_pb2_grpc
 
 log = logging.getLogger("cloud_svc.query")
 

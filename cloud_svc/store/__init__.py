@@ -11,7 +11,8 @@ from typing import Callable, Iterable, Optional
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from cloud_svc.db import make_engine, upgrade as upgrade_schema
+from cloud_svc.db import make_engine
+from cloud_svc.db import upgrade as upgrade_schema
 from cloud_svc.fleet.store import FleetStore
 from cloud_svc.store.base import Database
 from cloud_svc.store.devices import DeviceStore

@@ -11,8 +11,17 @@ from typing import Optional
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from cloud_svc.domain import (Agreement, AlertEventRef, AlertView, ClipView, DeviceView, EventFilter, EventView,
-                              Verified, VerificationView)
+from cloud_svc.domain import (
+    Agreement,
+    AlertEventRef,
+    AlertView,
+    ClipView,
+    DeviceView,
+    EventFilter,
+    EventView,
+    VerificationView,
+    Verified,
+)
 from cloud_svc.errors import NotFound
 from cloud_svc.schema import alert_events, alerts, clips, devices, event_ends, events, top_classes, verifications
 from cloud_svc.store.base import Database, chunks

@@ -24,8 +24,8 @@ class YamnetVerifier(Verifier):
         verifier scores exactly as the edge's shipped detector does."""
         try:
             from edgert.yamnet import backends
-            from edgert.yamnet.head import Head
             from edgert.yamnet.classmap import class_names
+            from edgert.yamnet.head import Head
 
             self.backend = backends.load("onnxruntime", model_dir, threads=threads)
             names = class_names(model_dir)

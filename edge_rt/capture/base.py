@@ -81,6 +81,7 @@ class Source(abc.ABC):
 
     def _interrupt(self) -> None:
         """Wake a `run` blocked outside the feed's waits (subclasses with child processes override)."""
+        return None
 
     @abc.abstractmethod
     def _produce(self, feed: "Feed") -> None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import queue
 
-
 from edge_rt.capture.base import POLL_SECONDS, Feed, Source
 from edge_rt.errors import DeviceError, SourceSpecError
 from edgert.audio import StreamingResampler

@@ -51,7 +51,8 @@ PICK_MODES = ("screened", "any")
 # Pack clips that YAMNet names as their label when mixed at the default level (noise -45 dBFS, snr 30 dB):
 # float YAMNet (ONNX) on edgert.yamnet.frontend's log-mel scored each clip in 64 mixes (6 patch-grid phases x 8 noise
 # seeds in 8 s streams, and 16 noise seeds 8 s into a 20 s stream); the clips listed here scored at least 1.4x
-# their label's threshold in the shipped taxonomy (edgert/taxonomy.yaml) in every mix. With `pick=screened` (the default) the
+# their label's threshold in the shipped taxonomy (edgert/taxonomy.yaml) in every mix. With `pick=screened` (the
+# default) the
 # seed picks among them, so demos and tests hear what they expect. Labels without an entry pick among all their
 # clips: every siren passed; no shout_help clip did, as YAMNet's AudioSet classes hear "help" as Speech (best
 # Shout/Yell score 0.02); the trained distress head (models/distress_head.npz) is what hears them as shouts.

@@ -10,8 +10,8 @@ from pydantic import Field, model_validator
 
 from edge_rt.errors import ConfigError
 from edgert import labels
-from edgert.labels import LabelConfig, RuleConfig, ScoringConfig
 from edgert.errors import SettingsError
+from edgert.labels import RuleConfig, ScoringConfig
 from edgert.settings import Strict, load_layers, merge
 from edgert.yamnet import backends
 

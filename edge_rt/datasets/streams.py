@@ -16,9 +16,9 @@ from typing import Optional
 
 import numpy as np
 
-from edgert.yamnet.analysis import HOP_SAMPLES, WINDOW_SAMPLES
 from edge_rt.datasets import augment, corpus
 from edge_rt.datasets.corpus import Clip
+from edgert.yamnet.analysis import HOP_SAMPLES, WINDOW_SAMPLES
 from edgert.yamnet.params import PARAMS
 
 SR = PARAMS.sample_rate

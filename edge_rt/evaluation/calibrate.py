@@ -20,8 +20,8 @@ import yaml
 from edge_rt.config import EdgeConfig
 from edge_rt.evaluation.material import STREAM_SEED, Recording
 from edge_rt.evaluation.score import ordinary, sweep
-from edgert.yamnet.head import Head
 from edgert.labels import LabelScorer
+from edgert.yamnet.head import Head
 
 log = logging.getLogger("edge_rt.calibrate")
 
@@ -195,8 +195,8 @@ def main(backend, head: Optional[Head], names: Sequence[str], out: Optional[Path
              "recall": {lab: v["recall"] for lab, v in summary["per_label"].items() if v["recall"] is not None}}
     head_sha = None
     if head is not None:
-        from edgert.yamnet.head import HEAD_FILE
         from edgert.yamnet import manifest, paths
+        from edgert.yamnet.head import HEAD_FILE
 
         head_sha = manifest.sha256_file(paths.model_dir(model_dir) / HEAD_FILE)
     text = render(choices, provenance(recs, choices, seed, head_sha, backend.model_sha256, check))

@@ -14,10 +14,15 @@ import numpy as np
 
 from edge_rt.config import EdgeConfig
 from edge_rt.evaluation import report, score
-from edge_rt.evaluation.material import (MaterialError, Recording, clip_recordings, saved_stream_recordings,
-                                         stream_recordings)
-from edgert.yamnet.head import Head
+from edge_rt.evaluation.material import (
+    MaterialError,
+    Recording,
+    clip_recordings,
+    saved_stream_recordings,
+    stream_recordings,
+)
 from edgert.labels import LabelScorer
+from edgert.yamnet.head import Head
 
 DET_THRESHOLDS = np.round(np.arange(0.02, 0.999, 0.02), 3)
 

@@ -111,8 +111,9 @@ def print_report(result: Mapping[str, Any], console: Optional[Console] = None) -
     console.print(table(result))
     data = result.get("data") or {}
     if data:
+        sources = ", ".join(map(str, data.get("sources") or [])) or MISSING
         console.print(f"data: {data.get('clips', MISSING)} clips, {data.get('streams', MISSING)} streams, "
-                      f"{_fmt_rate(data.get('hours'))} h from {', '.join(map(str, data.get('sources') or [])) or MISSING}")
+                      f"{_fmt_rate(data.get('hours'))} h from {sources}")
     for name, body in _systems(result).items():
         console.print(f"{name}: {_fmt_rate(body.get('ordinary_hours'))} h of ordinary audio, "
                       f"{body.get('distress_alerts', MISSING)} distress alerts "

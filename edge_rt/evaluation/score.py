@@ -14,8 +14,8 @@ from edge_rt.config import EdgeConfig
 from edge_rt.detector import Detector
 from edge_rt.evaluation.match import Detection, Matched, event_starts, match, near
 from edge_rt.evaluation.material import Recording
-from edgert.yamnet.head import Head
 from edgert.labels import LabelScorer
+from edgert.yamnet.head import Head
 
 RELIABILITY_BINS = 10
 

@@ -13,12 +13,11 @@ from typing import Optional
 
 import numpy as np
 
-from edgert.yamnet import frontend
+from edge_rt.detector import Window, offset_s, onset_s
+from edgert.yamnet import frontend, paths
 from edgert.yamnet.analysis import BackgroundLevel, window_levels
 from edgert.yamnet.backends import Backend
-from edge_rt.detector import Window, offset_s, onset_s
 from edgert.yamnet.head import Head
-from edgert.yamnet import paths
 from edgert.yamnet.params import PARAMS
 
 CACHE_DIR = ".cache/windows"

@@ -79,8 +79,8 @@ class Head:
     def per_label(self, features: np.ndarray) -> list[dict[str, float]]:
         """One {label: probability} per row of float32[N,D] features, the ordinary-life classes left out."""
         p = self.proba(features)
-        keep = [(i, l) for i, l in enumerate(self.labels) if l not in NEGATIVES]
-        return [{l: float(row[i]) for i, l in keep} for row in p]
+        keep = [(i, label) for i, label in enumerate(self.labels) if label not in NEGATIVES]
+        return [{label: float(row[i]) for i, label in keep} for row in p]
 
     def save(self, path: Path) -> None:
         """An .npz that np.load reads, byte-identical for identical weights (np.savez stamps the wall clock)."""

@@ -9,8 +9,8 @@ import uuid
 import grpc
 import pytest
 
-from support import ServerProcess, add_device, cloud_cli, edge_run
 from edge_rt.outbox import Outbox
+from support import ServerProcess, add_device, cloud_cli, edge_run
 
 
 @pytest.fixture

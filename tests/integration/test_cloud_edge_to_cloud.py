@@ -7,10 +7,10 @@ import json
 import time
 
 from cloud_svc.client import QueryClient
-from edgert.labels import distress_labels
-from support import ServerProcess, add_device, cloud_cli, edge_run, event_id_of
 from edge_rt.outbox import Outbox
 from edge_rt.records import parse
+from edgert.labels import distress_labels
+from support import ServerProcess, add_device, cloud_cli, edge_run, event_id_of
 
 
 def test_edges_stream_to_the_cloud_and_everything_is_stored_once(cloud_db, tmp_path):

@@ -13,8 +13,8 @@ import psutil
 
 from cloud_svc import config
 from cloud_svc.domain import BatchIn, EventIn, RecordIn
-from cloud_svc.store import Store
 from cloud_svc.server import ServerThread
+from cloud_svc.store import Store
 from support import REPO, ServerProcess, env_with_repo
 
 

@@ -11,9 +11,9 @@ import time
 import sqlalchemy as sa
 
 from cloud_svc.client import QueryClient
-from support import ServerProcess, add_device, edge_run, put_event
 from edge_rt.outbox import Outbox
 from edge_rt.uplink import Uplink, UplinkOptions
+from support import ServerProcess, add_device, edge_run, put_event
 
 OUTAGE_S = 30.0
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from support import ServerProcess, add_device, put_event
 from edge_rt.outbox import Outbox
 from edge_rt.uplink import Uplink, UplinkOptions
+from support import ServerProcess, add_device, put_event
 
 
 def test_two_serving_processes_share_the_port_and_stop_on_sigterm(tmp_path):

@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from cloud_svc import config
 from cloud_svc.client import QueryClient
 from cloud_svc.server import ServerThread
-from support import edge_run, event_id_of, put_event
 from edge_rt.outbox import Outbox
 from edge_rt.uplink import Uplink, UplinkError, UplinkOptions
+from support import edge_run, event_id_of, put_event
 
 FAST = dict(backoff_initial_s=0.05, backoff_max_s=0.5, poll_s=0.005, heartbeat_s=0.5, connect_timeout_s=2.0)
 
@@ -154,7 +154,8 @@ def pki(tmp_path):
     d.mkdir()
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
              "-subj", "/CN=test-ca", cwd=d)
-    for name, ext in (("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"), ("client", "extendedKeyUsage=clientAuth")):
+    for name, ext in (("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+                      ("client", "extendedKeyUsage=clientAuth")):
         _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
                  "-subj", f"/CN={name}", cwd=d)
         (d / f"{name}.ext").write_text(ext + "\n")
@@ -202,7 +203,8 @@ def test_edge_run_takes_mtls_from_its_flags(tmp_path, pki):
                              "clips": str(tmp_path / "clips"), "fleet.enabled": False,
                              "tls.cert": str(pki / "server.pem"), "tls.key": str(pki / "server.key"),
                              "tls.client_ca": str(pki / "ca.pem")})
-    flags = ("--tls-ca", str(pki / "ca.pem"), "--tls-cert", str(pki / "client.pem"), "--tls-key", str(pki / "client.key"))
+    flags = ("--tls-ca", str(pki / "ca.pem"), "--tls-cert", str(pki / "client.pem"),
+             "--tls-key", str(pki / "client.key"))
     with ServerThread(cfg) as srv:
         token = srv.app.store.devices.add_device("lamp-tls")
         r = edge_run("synth:distress", tmp_path / "spool", cloud=f"127.0.0.1:{srv.port}", device_id="lamp-tls",

@@ -1,4 +1,5 @@
-"""`python -m edge_rt run` end to end: a synth scenario through capture, front end, YAMNet and detector into the outbox."""
+"""`python -m edge_rt run` end to end: a synth scenario through capture, front end, YAMNet and detector into the
+outbox."""
 from __future__ import annotations
 
 import json
@@ -61,7 +62,8 @@ def test_event_times_are_within_half_a_second_of_the_truth(distress_run):
     truth = {t.label: t for t in open_source("synth:distress").truth}
     # the run logs each event's start in stream seconds once it is on disk; the records carry wall-clock ns
     logged = {m.group(1): float(m.group(2)) for m in re.finditer(r"event (\w+) starts at ([\d.]+) s", proc.stderr)}
-    recs = [(r, m) for r, m in records(spool) if r.kind == "event_end" and m.label in ("glass_break", "shout", "scream")]
+    recs = [(r, m) for r, m in records(spool)
+            if r.kind == "event_end" and m.label in ("glass_break", "shout", "scream")]
     assert {m.label for _, m in recs} <= set(logged) and len(recs) == 2
     for _, m in recs:
         want = truth["glass_break"] if m.label == "glass_break" else truth.get("shout_help") or truth["scream"]
@@ -102,7 +104,8 @@ def test_kill_9_during_a_run_loses_no_event_in_the_outbox(tmp_path, attempt):
     """Events logged as written must all be in the outbox after kill -9 at a random moment."""
     plan = ",".join(f"{lab}@{t}" for t, lab in zip(range(2, 58, 3), ["glass_break", "siren", "scream"] * 20))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "edge_rt", "-v", "run", "--source", f"synth:dur=60,seed={attempt},{plan}",
+    proc = subprocess.Popen([sys.executable, "-m", "edge_rt", "-v", "run",
+                             "--source", f"synth:dur=60,seed={attempt},{plan}",
                              "--fast", "--spool", str(tmp_path)], cwd=ROOT, stderr=subprocess.PIPE, text=True, env=env)
     logged = 0
     deadline = time.monotonic() + 60

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 
 from edge_rt import config
-from edgert.yamnet import backends
 from edge_rt.classify import classify_waveform
 from edge_rt.datasets import augment, corpus
 from edge_rt.datasets.streams import StreamBuilder
-from edgert.yamnet.head import Head
+from edgert.yamnet import backends
 from edgert.yamnet.classmap import class_names
+from edgert.yamnet.head import Head
 
 SR = 16000
 

@@ -87,7 +87,8 @@ def choose(hw: Hardware, engine_present: bool = True) -> tuple[str, str]:
             raise BackendUnavailableError(f"{hw.device_model!r} needs ai-edge-litert (pip install ai-edge-litert)")
         if hw.has_tensorrt and engine_present:
             return "tensorrt", f"{hw.device_model!r} with TensorRT available"
-        why = "TensorRT is not installed" if not hw.has_tensorrt else "no engine built yet (python -m edge_rt.models trt)"
+        why = ("TensorRT is not installed" if not hw.has_tensorrt
+               else "no engine built yet (python -m edge_rt.models trt)")
         if hw.has_onnxruntime:
             return "onnxruntime", f"{hw.device_model!r} but {why}: ONNX Runtime on the CPU"
         if hw.has_tflite:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgert.yamnet.backends.base import RUNTIMES, Backend
 from edgert.errors import BackendUnavailableError
 from edgert.yamnet import paths
+from edgert.yamnet.backends.base import RUNTIMES, Backend
 
 
 @RUNTIMES.register("onnxruntime")
@@ -21,7 +21,8 @@ class OnnxRuntimeBackend(Backend):
         try:
             import onnxruntime  # noqa: F401
         except ImportError as exc:
-            raise BackendUnavailableError(f"backend {cls.RUNTIME!r} needs onnxruntime: pip install onnxruntime ({exc})")
+            raise BackendUnavailableError(
+                f"backend {cls.RUNTIME!r} needs onnxruntime: pip install onnxruntime ({exc})") from exc
 
     def _load(self) -> None:
         import onnxruntime as ort

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgert.yamnet.backends.base import RUNTIMES, Backend
 from edgert.errors import BackendUnavailableError, ModelError
 from edgert.yamnet import paths
+from edgert.yamnet.backends.base import RUNTIMES, Backend
 from edgert.yamnet.params import PARAMS
 
 
@@ -23,7 +23,7 @@ class TfliteBackend(Backend):
             from ai_edge_litert.interpreter import Interpreter  # noqa: F401
         except ImportError as exc:
             raise BackendUnavailableError(
-                f"backend {cls.RUNTIME!r} needs ai-edge-litert: pip install ai-edge-litert ({exc})")
+                f"backend {cls.RUNTIME!r} needs ai-edge-litert: pip install ai-edge-litert ({exc})") from exc
 
     def _load(self) -> None:
         from ai_edge_litert.interpreter import Interpreter

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgert.yamnet.backends.base import RUNTIMES, Backend
 from edgert.errors import BackendUnavailableError, ModelError
 from edgert.yamnet import paths
+from edgert.yamnet.backends.base import RUNTIMES, Backend
 from edgert.yamnet.params import PARAMS
 
 ENGINE_TEMPLATE = "yamnet_patch_{precision}.engine"

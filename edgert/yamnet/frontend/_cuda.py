@@ -15,8 +15,18 @@ import numpy as np
 
 from edgert.errors import FrontendUnavailableError
 from edgert.yamnet.frontend import fallback
-from edgert.yamnet.frontend._shared import (NBANDS, NFFT, HOP, WINDOW, as_waveform, hann_window, mel_bands, num_frames,
-                                      padded_length, rfft_passes)
+from edgert.yamnet.frontend._shared import (
+    HOP,
+    NBANDS,
+    NFFT,
+    WINDOW,
+    as_waveform,
+    hann_window,
+    mel_bands,
+    num_frames,
+    padded_length,
+    rfft_passes,
+)
 from edgert.yamnet.params import PARAMS
 
 __all__ = ["log_mel", "patches", "StreamingFrontend"]

@@ -9,9 +9,25 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
-from edgert.yamnet.frontend._shared import (HOP, NBANDS, NFFT, PATCH_FRAMES, PATCH_HOP, STREAM_FRAME_GROUP, WINDOW,
-                                      as_log_mel, as_waveform, check_sample_rate, hann_window, mel_bands, num_frames,
-                                      num_patches, padded_length, rfft_passes, tf_log_f32)
+from edgert.yamnet.frontend._shared import (
+    HOP,
+    NBANDS,
+    NFFT,
+    PATCH_FRAMES,
+    PATCH_HOP,
+    STREAM_FRAME_GROUP,
+    WINDOW,
+    as_log_mel,
+    as_waveform,
+    check_sample_rate,
+    hann_window,
+    mel_bands,
+    num_frames,
+    num_patches,
+    padded_length,
+    rfft_passes,
+    tf_log_f32,
+)
 from edgert.yamnet.params import PARAMS
 
 __all__ = ["log_mel", "patches", "StreamingFrontend"]

@@ -15,9 +15,9 @@ from cloud_svc.client import QueryClient
 from cloud_svc.clipstore import S3ClipStore, open_store
 from cloud_svc.errors import ClipMissing, ClipStoreError, ConfigError
 from cloud_svc.server import ServerThread
-from support import put_event
 from edge_rt.outbox import Outbox
 from edge_rt.uplink import Uplink, UplinkOptions
+from support import put_event
 
 boto3 = pytest.importorskip("boto3", reason="boto3 is pinned in requirements.lock; make setup installs it")
 moto_server = pytest.importorskip("moto.server", reason="moto[server] is pinned in requirements.lock")

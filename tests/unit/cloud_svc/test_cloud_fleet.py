@@ -56,9 +56,11 @@ def test_two_devices_hearing_the_same_label_nearby_make_one_fleet_alert(store):
     t = time.time_ns()
     store.ingest.commit([
         BatchIn("a", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "glass_break", 52.5200, 13.4000, t))]),
-        BatchIn("b", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "glass_break", 52.5210, 13.4010, t + 10**9))]),
-        BatchIn("c", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "glass_break", 52.5205, 13.4005, t + 3 * 10**9)),
-                         RecordIn(2, t, "event", _start(uuid.uuid4().hex, "siren", 52.5205, 13.4005, t))]),
+        BatchIn("b", 1, [
+            RecordIn(1, t, "event", _start(uuid.uuid4().hex, "glass_break", 52.5210, 13.4010, t + 10**9))]),
+        BatchIn("c", 1, [
+            RecordIn(1, t, "event", _start(uuid.uuid4().hex, "glass_break", 52.5205, 13.4005, t + 3 * 10**9)),
+            RecordIn(2, t, "event", _start(uuid.uuid4().hex, "siren", 52.5205, 13.4005, t))]),
         BatchIn("far", 1, [RecordIn(1, t, "event", _start(uuid.uuid4().hex, "glass_break", 48.0, 11.0, t))]),
     ])
     ix = FleetIndex(R, T, 60)

@@ -5,9 +5,9 @@ import threading
 import time
 import uuid
 
+from cloud_svc.config import VerifyConfig
 from cloud_svc.domain import BatchIn, EventIn, RecordIn, VerifyResult
 from cloud_svc.workers import VerifyWorker
-from cloud_svc.config import VerifyConfig
 
 
 def _events(store, n: int, label: str = "glass_break") -> list[str]:

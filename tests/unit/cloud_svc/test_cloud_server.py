@@ -238,8 +238,9 @@ def test_subscribe_streams_a_device_alert_as_it_is_stored(server):
     time.sleep(0.5)
     s = Stream(server.port, token)
     e = event(1)
-    s.send(batch=ipb.RecordBatch(low_water=1, records=[e, ipb.Record(seq=2, created_ns=time.time_ns(), alert=ipb.DeviceAlert(
-        rule="distress", labels=["glass_break", "shout"], start_ns=1, end_ns=2, event_ids=[e.event.event_id]))]))
+    alert = ipb.DeviceAlert(rule="distress", labels=["glass_break", "shout"], start_ns=1, end_ns=2,
+                            event_ids=[e.event.event_id])
+    s.send(batch=ipb.RecordBatch(low_water=1, records=[e, ipb.Record(seq=2, created_ns=time.time_ns(), alert=alert)]))
     assert s.recv().ack.seq == 2
     t.join(10)
     s.close()

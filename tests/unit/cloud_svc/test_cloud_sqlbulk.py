@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 
-
 from cloud_svc.db import make_engine
 from cloud_svc.sqlbulk import BulkWriter
 

@@ -7,11 +7,11 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
+from store_records import CLASSES, end, rec, start
 
 from cloud_svc.domain import AlertIn, BatchIn, EventFilter, HeartbeatIn, RejectIn
+from cloud_svc.errors import StorageUnavailable
 from cloud_svc.schema import event_ends, events, rejects, top_classes, verifications
-
-from store_records import CLASSES, end, rec, start
 
 
 def count(store, table, **where) -> int:
@@ -170,7 +170,7 @@ def test_a_rolled_back_commit_teaches_the_pk_cache_nothing(store, monkeypatch):
 
     with monkeypatch.context() as m:
         m.setattr(BulkWriter, "update_by_key", failing)
-        with pytest.raises(Exception):
+        with pytest.raises(StorageUnavailable, match="simulated outage"):
             store.ingest.commit([BatchIn("d1", 1, [rec(1, "event", start(eid))])])
     assert count(store, events) == 0  # rolled back
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from store_records import end, rec, start
 
 from cloud_svc.domain import BatchIn, BBox, ClipIn, EventFilter, Verified, VerifyResult
 from cloud_svc.errors import NotFound
-
-from store_records import end, rec, start
 
 
 def test_list_events_filters_by_label_device_time_box_and_verification(store):

@@ -3,13 +3,12 @@ clips), plus the distress head where it was built."""
 from __future__ import annotations
 
 import io
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-
-import tempfile
-from pathlib import Path
 
 from cloud_svc.verify import load
 from cloud_svc.verify.base import decode
@@ -41,12 +40,12 @@ def test_the_verifier_scores_a_clip_exactly_as_the_edge_detector_does(verifier, 
     """One scoring everywhere: the edge's classify path (its detector's per-window label scores, max over the
     clip) and the cloud verifier, fed the same FLAC bytes, give the same label scores."""
     from edge_rt import config
-    from edgert.yamnet import backends
     from edge_rt.capture.files import read_clip
     from edge_rt.classify import classify_waveform
     from edge_rt.detector import Detector
-    from edgert.yamnet.head import Head
+    from edgert.yamnet import backends
     from edgert.yamnet.classmap import class_names
+    from edgert.yamnet.head import Head
 
     data = flac(goldens[clip]["waveform"])
     path = Path(tempfile.mkdtemp()) / f"{clip}.flac"

@@ -9,9 +9,9 @@ import pytest
 
 from edge_rt.config import DetectorConfig
 from edge_rt.detector import Detector, Window
-from edgert.yamnet.classmap import class_names
 from edgert.errors import TaxonomyError
 from edgert.labels import LabelScorer
+from edgert.yamnet.classmap import class_names
 
 NAMES = class_names()
 IDX = {n: i for i, n in enumerate(NAMES)}

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from edge_rt.capture import (DirSource, FileSource, GstSource, MicSource, RtspSource, Source, SynthSource,
-                             open_source)
+from edge_rt.capture import DirSource, FileSource, GstSource, MicSource, RtspSource, Source, SynthSource, open_source
 from edge_rt.errors import CaptureError, EdgeRtError, SourceNotFoundError, SourceSpecError
 
 

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from edge_rt.capture import GroundTruthEvent, SynthSource, open_source, parse_scenario
-from edge_rt.capture.synth import (DEFAULT_SNR_DB, PACK_LABELS, PEAK_CEILING, SCREENED_CLIPS, pack_clips,
-                                   stand_in)
+from edge_rt.capture.synth import DEFAULT_SNR_DB, PACK_LABELS, PEAK_CEILING, SCREENED_CLIPS, pack_clips, stand_in
 from edge_rt.errors import SourceNotFoundError, SourceSpecError
 from edgert.yamnet import paths
 

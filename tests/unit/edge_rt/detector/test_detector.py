@@ -7,8 +7,8 @@ import pytest
 from edge_rt import config
 from edge_rt.config import RuleConfig
 from edge_rt.detector import Detector, Window
-from edgert.yamnet.classmap import class_names
 from edgert.errors import TaxonomyError
+from edgert.yamnet.classmap import class_names
 
 NAMES = class_names()
 IDX = {n: i for i, n in enumerate(NAMES)}

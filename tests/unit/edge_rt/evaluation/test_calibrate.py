@@ -8,11 +8,11 @@ import yaml
 
 from edge_rt import config
 from edge_rt.config import EdgeConfig
-from edgert.settings import merge
 from edge_rt.evaluation import calibrate as C
 from edge_rt.evaluation.match import TruthSpan
 from edge_rt.evaluation.material import Recording
 from edge_rt.evaluation.windows import Analysed
+from edgert.settings import merge
 from edgert.yamnet.classmap import class_names
 
 NAMES = class_names()

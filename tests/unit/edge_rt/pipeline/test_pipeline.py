@@ -5,10 +5,10 @@ import numpy as np
 import soundfile as sf
 
 from edge_rt import config
-from edgert.yamnet import backends
 from edge_rt.capture import open_source
 from edge_rt.outbox import Outbox
 from edge_rt.pipeline import AudioHistory, Pipeline
+from edgert.yamnet import backends
 
 
 def test_history_returns_exactly_the_retained_samples():

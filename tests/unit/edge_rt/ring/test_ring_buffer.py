@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from edge_rt.errors import EdgeRtError, RingBufferError
-from edgert.errors import InputShapeError
 from edge_rt.ring import MAX_CAPACITY
+from edgert.errors import InputShapeError
 
 
 def seq(a, b):

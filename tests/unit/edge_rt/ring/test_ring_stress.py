@@ -1,9 +1,10 @@
 """Two threads push 10^8 samples through the ring: nothing is reordered, duplicated, or lost uncounted.
 
 Each sample carries its sequence number exactly, as the bits of a float32 (uint32 viewed as float32; the ring
-only copies bits). The consumer starts only once the producer has written twice the capacity (so the overrun path always runs);
-then the producer alternates paced stretches (like a capture device, so most samples get through) with
-unpaced bursts (so the ring overflows again whenever the consumer lags). The consumer checks that what it reads is strictly increasing;
+only copies bits). The consumer starts only once the producer has written twice the capacity (so the overrun
+path always runs); then the producer alternates paced stretches (like a capture device, so most samples get
+through) with unpaced bursts (so the ring overflows again whenever the consumer lags). The consumer checks that
+what it reads is strictly increasing;
 at the end, samples received plus samples counted as overruns must equal samples pushed.
 """
 from __future__ import annotations

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgert.yamnet import backends
 from edgert.errors import InputShapeError, ModelIntegrityError, ModelMissingError, SettingsError
+from edgert.yamnet import backends
 from edgert.yamnet.classmap import class_names
 
 LOCAL = [("onnxruntime", 1e-4), ("tflite", 1e-4), ("tflite-fp16", 1e-2)]

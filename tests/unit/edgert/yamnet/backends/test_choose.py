@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from edgert.yamnet.backends import Hardware, choose
 from edgert.errors import BackendUnavailableError
+from edgert.yamnet.backends import Hardware, choose
 
 ALL = dict(has_cuda_gpu=True, has_tensorrt=True, has_onnxruntime=True, has_tflite=True)
 

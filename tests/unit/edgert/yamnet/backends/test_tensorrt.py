@@ -43,9 +43,9 @@ def test_tensorrt_backend_without_runtime_is_refused_at_construction(model_dir):
 @pytest.mark.skipif(REASON is not None, reason=f"no TensorRT GPU here: {REASON}")
 @pytest.mark.parametrize("precision,tol", [("fp32", 1e-3), ("fp16", 1e-2)])
 def test_engine_matches_tf_on_golden_patches(precision, tol, model_dir, goldens):
+    from edge_rt.models.trt import build_engine
     from edgert.yamnet import backends
     from edgert.yamnet.backends.trt import engine_name
-    from edge_rt.models.trt import build_engine
 
     if not (model_dir / engine_name(precision)).is_file():
         build_engine(model_dir, precision, max_batch=32)

@@ -17,7 +17,6 @@ from edgert.errors import FrontendUnavailableError, NonFiniteAudioError, SampleR
 from edgert.yamnet.frontend import _shared
 from edgert.yamnet.params import PARAMS
 
-
 ROOT = Path(__file__).resolve().parents[5]
 KERNEL = ROOT / "cext" / "frontend.cu"
 

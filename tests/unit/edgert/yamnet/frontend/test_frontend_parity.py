@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import pytest
 
-
 PUBLIC = ["log_mel", "patches", "StreamingFrontend"]
 
 

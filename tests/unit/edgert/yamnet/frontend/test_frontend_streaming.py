@@ -6,7 +6,6 @@ import pytest
 
 from edgert.yamnet.params import PARAMS
 
-
 MAX_CHUNK = 10 * PARAMS.sample_rate  # the range: 1 sample to 10 s
 
 
