@@ -33,7 +33,7 @@ class Window:
 
     start_s: float
     scores: np.ndarray  # float32[521]
-    patch: np.ndarray  # float32[96,64] log-mel
+    patch: Optional[np.ndarray]  # float32[96,64] log-mel (None in a replayed window, which carries onset/offset)
     dbfs: float
     embedding: Optional[np.ndarray] = None  # float32[1024]
     head: Optional[dict[str, float]] = None  # label -> probability from the trained head
@@ -115,18 +115,30 @@ def _edges(patch: np.ndarray) -> Optional[tuple[int, int]]:
     return int(above[0]), int(above[-1])
 
 
+def patch_onset_s(start_s: float, patch: np.ndarray) -> float:
+    """Where the sound in a window starting at `start_s` begins: its first loud frame, else the window's start."""
+    edges = _edges(patch)
+    return start_s + (edges[0] * FRAME_S if edges else 0.0)
+
+
+def patch_offset_s(start_s: float, patch: np.ndarray) -> float:
+    """Where the sound in a window starting at `start_s` ends: after its last loud frame, else the window's end."""
+    edges = _edges(patch)
+    return start_s + ((edges[1] + 1) * FRAME_S if edges else WINDOW_S)
+
+
 def onset_s(w: Window) -> float:
     if w.onset is not None:
         return w.onset
-    edges = _edges(w.patch)
-    return w.start_s + (edges[0] * FRAME_S if edges else 0.0)
+    assert w.patch is not None, "a window carries its patch or its onset"
+    return patch_onset_s(w.start_s, w.patch)
 
 
 def offset_s(w: Window) -> float:
     if w.offset is not None:
         return w.offset
-    edges = _edges(w.patch)
-    return w.start_s + ((edges[1] + 1) * FRAME_S if edges else WINDOW_S)
+    assert w.patch is not None, "a window carries its patch or its offset"
+    return patch_offset_s(w.start_s, w.patch)
 
 
 class _LabelTrack:

@@ -243,8 +243,8 @@ class Pipeline:
             return
         self.outbox.put_many([(st.kind, st.body, st.clip) for st, _ in self._staged])
         now = time.perf_counter()
-        for st, line in self._staged:  # logged only once durable: "written" in the log means on disk
-            (log.warning if st.kind == "alert" else log.info)("%s", line)
+        for staged, line in self._staged:  # logged only once durable: "written" in the log means on disk
+            (log.warning if staged.kind == "alert" else log.info)("%s", line)
         for ready in self._staged_ready:
             self.summary.latencies_s.append(now - ready)
             self.metrics.window_to_outbox.observe(now - ready)

@@ -94,6 +94,7 @@ class _Retry(Exception):
     def __init__(self, code: grpc.StatusCode, detail: str):
         super().__init__(f"{code.name}: {detail}")
         self.code = code
+        self.progressed = False  # whether the session got as far as a Hello ack (resets the backoff)
 
 
 class Uplink:

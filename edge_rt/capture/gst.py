@@ -153,12 +153,14 @@ class GstSource(Source):
             _end(proc)
             drain.join(EXIT_TIMEOUT_S)  # before the pipes close under it
             for pipe in (proc.stdout, proc.stderr):
-                pipe.close()
+                if pipe is not None:
+                    pipe.close()
             with self._proc_lock:
                 self._proc = None
 
     def _read(self, proc: subprocess.Popen, feed: Feed) -> None:
         """Pump whole float32 samples from gst's stdout into the feed until EOF or a stop; StallError on silence."""
+        assert proc.stdout is not None  # started with stdout=PIPE
         fd = proc.stdout.fileno()
         width = SAMPLE_DTYPE.itemsize
         min_bytes = int(round(MIN_CHUNK_SECONDS * PARAMS.sample_rate)) * width

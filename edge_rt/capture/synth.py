@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -161,9 +162,9 @@ def parse_scenario(text: str) -> Scenario:
             scenario = replace(scenario, pick=value)
         else:
             raise SourceSpecError(f"synth: unknown option {key!r}: options are dur, seed, snr, noise, clips, pick")
-    for label, when in events:
-        if when >= scenario.duration_s:
-            raise SourceSpecError(f"synth: event {label}@{when:g} starts after the scenario's end "
+    for label, at in events:
+        if at >= scenario.duration_s:
+            raise SourceSpecError(f"synth: event {label}@{at:g} starts after the scenario's end "
                                   f"(dur={scenario.duration_s:g})")
     return replace(scenario, events=tuple(sorted(events, key=lambda e: e[1])))
 
@@ -286,8 +287,9 @@ def _background(rng: np.random.Generator, duration_s: float = 1.0) -> np.ndarray
     return PinkNoise(int(rng.integers(2 ** 31)), 1.0).next(int(duration_s * SR))
 
 
-STAND_INS = {"glass_break": _glass_break, "scream": _scream, "shout_help": _shout_help, "siren": _siren,
-             "baby_cry": _baby_cry, "background": _background}
+STAND_INS: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
+    "glass_break": _glass_break, "scream": _scream, "shout_help": _shout_help, "siren": _siren,
+    "baby_cry": _baby_cry, "background": _background}
 
 
 def stand_in(label: str, seed: int) -> np.ndarray:

@@ -143,7 +143,7 @@ class StreamBuilder:
         self.speech = corpus.by_split(speech, split)
         self.voices = corpus.ESPEAK_VOICES[split]
         self._audio: dict[Path, np.ndarray] = {}
-        self._espeak: dict[tuple[str, str], np.ndarray] = {}
+        self._espeak: dict[tuple[str, str, int, int], np.ndarray] = {}  # (voice, line, speed, pitch)
         if not self.speech or not self.ambience:
             raise ValueError(f"split {split!r} has no speech or no ambience clips")
 
@@ -218,6 +218,7 @@ class StreamBuilder:
         t = int(rng.uniform(0.3, 2.0) * SR)
         while t < n:
             if event_at is not None and t >= event_at:
+                assert event is not None  # event_at is set only for an event
                 audio = self._read(event.path)
                 if self.event_speed is not None:
                     audio = augment.speed(audio, float(rng.uniform(*self.event_speed)))

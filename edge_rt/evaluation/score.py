@@ -107,7 +107,7 @@ class Sweep:
 
 
 def sweep(recordings: Sequence[Recording], scores: Sequence[np.ndarray], label: str, cfg: EdgeConfig,
-          thresholds: Sequence[float], min_hits: int) -> Sweep:
+          thresholds: Sequence[float] | np.ndarray, min_hits: int) -> Sweep:
     """Replay one label's event starts (the fast replica of the detector) at each of the ascending `thresholds`.
 
     `scores` holds each recording's float32[N] score for `label`."""
@@ -131,7 +131,7 @@ def sweep(recordings: Sequence[Recording], scores: Sequence[np.ndarray], label: 
 
 
 def operating_curve(recordings: Sequence[Recording], scores: Sequence[np.ndarray], label: str, cfg: EdgeConfig,
-                    thresholds: Sequence[float], min_hits: int) -> dict:
+                    thresholds: Sequence[float] | np.ndarray, min_hits: int) -> dict:
     """False events per ordinary hour and miss rate of one label as its threshold moves (DET curve points)."""
     ord_hours = sum(r.hours for r in recordings if ordinary(r))
     positives = sum(t.label == label for r in recordings for t in r.truth)

@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from edge_rt.detector import Window, offset_s, onset_s
+from edge_rt.detector import Window, patch_offset_s, patch_onset_s
 from edgert.yamnet import frontend, paths
 from edgert.yamnet.analysis import BackgroundLevel, window_levels
 from edgert.yamnet.backends import Backend
@@ -51,7 +51,8 @@ class Analysed:
 
     def windows(self, head: Optional[Head]) -> list[Window]:
         """Detector windows, replayed: no patch, the onsets and offsets computed from it when analysed."""
-        probs = self.head_probs(head) or [None] * len(self.scores)
+        given = self.head_probs(head)
+        probs: list[Optional[dict[str, float]]] = list(given) if given is not None else [None] * len(self.scores)
         return [Window(float(t), self.scores[i], None, float(self.levels[i]), self.embeddings[i], probs[i],
                        onset=float(self.onsets[i]), offset=float(self.offsets[i]))
                 for i, t in enumerate(self.starts)]
@@ -67,11 +68,10 @@ def analyse(wave: np.ndarray, backend: Backend, batch: int = 256) -> Analysed:
         emb.append(e)
     levels = np.array(window_levels(wave, len(pts)), np.float32)
     starts = np.arange(len(pts)) * PARAMS.patch_hop_seconds
-    ws = [Window(float(t), None, pts[i], 0.0) for i, t in enumerate(starts)]
     return Analysed(wave.size / PARAMS.sample_rate, np.concatenate(scores).astype(np.float32),
                     np.concatenate(emb).astype(np.float32), levels,
-                    np.array([onset_s(w) for w in ws], np.float32), np.array([offset_s(w) for w in ws], np.float32),
-                    pts)
+                    np.array([patch_onset_s(float(t), p) for t, p in zip(starts, pts)], np.float32),
+                    np.array([patch_offset_s(float(t), p) for t, p in zip(starts, pts)], np.float32), pts)
 
 
 def cached(wave: np.ndarray, backend: Backend, cache_dir: Optional[Path] = None) -> Analysed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -86,11 +87,13 @@ def load_pack(data_dir: Path | None = None, progress: bool = True) -> PackPatche
     from edge_rt.capture.synth import PinkNoise
 
     rng = np.random.default_rng(AUGMENT_SEED)
-    clips = [(row["file"], LABEL_MAP.get(row["label"], row["label"]), data_dir / row["file"], i)
-             for i, row in enumerate(rows)]
+    # (name, label, a file or the audio itself, group) and, for the augmented copies, the SNR of added pink noise
+    clips: list[tuple[str, str, Path | np.ndarray, int]] = [
+        (row["file"], LABEL_MAP.get(row["label"], row["label"]), data_dir / row["file"], i) for i, row in enumerate(rows)]
     clips += [(name, "background", wave, len(rows) + i) for i, (name, wave) in enumerate(generated_negatives())]
     pts, lev, lab, clip, group, files = [], [], [], [], [], []
-    work = [(n, lab_, src, g, None) for n, lab_, src, g in clips]
+    work: list[tuple[str, str, Path | np.ndarray, int, Optional[float]]] = [
+        (n, lab_, src, g, None) for n, lab_, src, g in clips]
     work += [(f"{n}+pink", lab_, src, g, float(rng.uniform(*AUGMENT_SNR_DB)))
              for n, lab_, src, g in clips if lab_ != "background"]
     for i, (name, label, src, g, snr) in enumerate(tqdm(work, desc="clip pack features", unit="clip",

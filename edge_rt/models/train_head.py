@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -70,7 +70,7 @@ def _material(split: str, backend, head_like: Head, plan: Plan, progress: bool) 
     return Material(np.concatenate(feats), np.concatenate(targets), len(specs), seconds)
 
 
-def _fit(x: np.ndarray, y: np.ndarray, c: float, class_names: list[str]) -> Head:
+def _fit(x: np.ndarray, y: np.ndarray, c: float, class_names: Sequence[str]) -> Head:
     from sklearn.linear_model import LogisticRegression
 
     mean = x.mean(0, dtype=np.float64).astype(np.float32)
@@ -103,7 +103,7 @@ def report(head: Head, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
                           "matrix": [[int(np.sum((y == a) & (pred == b))) for b in head.labels] for a in head.labels]}}
 
 
-def train(backend, out: Path, class_names: list[str], progress: bool = True,
+def train(backend, out: Path, class_names: Sequence[str], progress: bool = True,
           c_grid: Optional[tuple[float, ...]] = None, plans: tuple[Plan, Plan] = (TRAIN_PLAN, VAL_PLAN)
           ) -> dict[str, Any]:
     """Choose C on the calib split, fit on the train split, save `out`/distress_head.npz; return the report.
@@ -123,6 +123,7 @@ def train(backend, out: Path, class_names: list[str], progress: bool = True,
         log.info("head C=%g: calib-split window accuracy %.3f, event mAP %.3f", c, rep["accuracy"], rep["event_map"])
         if best is None or rep["event_map"] > best[0]:
             best = (rep["event_map"], c, rep)
+    assert best is not None  # C_GRID is not empty
     _, c, held = best
     head = _fit(tr.features, tr.targets, c, class_names)
     out.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ MAX_CAPACITY = 1 << 30
 def _count(name: str, value, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise RingBufferError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    value = int(value)
     if not low <= value <= high:
         raise RingBufferError(f"{name} must be in [{low}, {high}], got {value}")
     return int(value)

@@ -68,7 +68,7 @@ def head_probs(head: Optional[Head], scores: np.ndarray, embeddings: np.ndarray,
     """Per window {label: probability} from the head (None for every window when there is no head)."""
     if head is None:
         return [None] * len(scores)
-    return head.per_label(head.features(embeddings, scores, relative_db))
+    return [p for p in head.per_label(head.features(embeddings, scores, relative_db))]
 
 
 @dataclass

@@ -3,7 +3,7 @@ loudness above the room, trained by `models build` on streams of the pack's even
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -26,7 +26,7 @@ class Head:
     """Multinomial logistic regression on `features()` float32[N,D] -> probabilities float32[N,K] over `labels`."""
 
     def __init__(self, weights: np.ndarray, bias: np.ndarray, labels: list[str], mean: np.ndarray, scale: np.ndarray,
-                 feature_classes: list[str], class_names: list[str] | None = None):
+                 feature_classes: Sequence[str], class_names: Sequence[str] | None = None):
         dim = PARAMS.embedding_size + len(feature_classes) + 1
         if weights.shape != (dim, len(labels)) or bias.shape != (len(labels),) or mean.shape != (dim,):
             raise ModelIntegrityError(f"head weights {weights.shape}/{bias.shape} do not fit {len(labels)} labels "

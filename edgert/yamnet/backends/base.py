@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import abc
 import logging
+import os
 import threading
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -37,7 +37,7 @@ class Backend(abc.ABC):
     PRECISIONS: ClassVar[dict[str, str]] = {}  # precision -> artifact file name
     DEFAULT_PRECISION: ClassVar[str] = "fp32"
 
-    def __init__(self, model_dir: str | Path | None = None, threads: int = 1, precision: str | None = None):
+    def __init__(self, model_dir: str | os.PathLike | None = None, threads: int = 1, precision: str | None = None):
         self.precision = precision or self.DEFAULT_PRECISION
         if self.precision not in self.PRECISIONS:
             raise SettingsError(f"backend {self.RUNTIME!r} has no precision {self.precision!r}; "

@@ -7,6 +7,7 @@ Never chosen by `auto`.
 """
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Optional
@@ -25,7 +26,7 @@ class FakeBackend(Backend):
     RUNTIME = "fake"
     PRECISIONS = {"fp32": ""}
 
-    def __init__(self, model_dir: str | Path | None = None, threads: int = 1, precision: Optional[str] = None,
+    def __init__(self, model_dir: str | os.PathLike | None = None, threads: int = 1, precision: Optional[str] = None,
                  *, loud_class: int = 0, floor: float = 0.001):
         self.precision, self.artifact = "fp32", ""
         self.model_dir, self.model_path = Path(model_dir or "."), Path("fake")

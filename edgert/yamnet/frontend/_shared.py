@@ -187,7 +187,7 @@ def _hz_to_mel_f32(hz) -> np.ndarray:
     hz = np.asarray(hz, np.float32)
     arg = np.float32(1.0) + hz / np.float32(MEL_BREAK_FREQUENCY_HZ)
     log = tf_log_f32(arg) if hz.ndim else np.float32(np.log(np.float64(arg)))
-    return np.float32(MEL_HIGH_FREQUENCY_Q) * log
+    return np.asarray(np.float32(MEL_HIGH_FREQUENCY_Q) * log, np.float32)
 
 
 @functools.cache
