@@ -82,8 +82,8 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> str:
-    """Run the migrations up to `revision` and return the revision the database is at."""
+def upgrade(engine: Engine, revision: str = "head") -> str | None:
+    """Run the migrations up to `revision` and return the revision the database is at (None at "base")."""
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     try:
         with engine.begin() as conn:
@@ -100,4 +100,6 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None, f"no migrations in {MIGRATIONS}"
+    return head

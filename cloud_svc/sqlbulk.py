@@ -8,7 +8,7 @@ type-specific literals (strings through PyMySQL's escape table, bytes as hex), s
 from __future__ import annotations
 
 import math
-from typing import Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import pymysql
 from pymysql.converters import escape_string
@@ -24,7 +24,7 @@ def _bytes(v) -> str:
 
 
 # One value as a MySQL literal (the connection speaks utf8mb4 with backslash escapes), by exact type.
-_LITERAL = {
+_LITERAL: dict[type, Callable[[Any], str]] = {
     str: lambda v: "'" + escape_string(v) + "'",
     int: str,
     float: lambda v: repr(v) if math.isfinite(v) else "NULL",
@@ -53,7 +53,7 @@ class BulkWriter:
 
     def insert(self, conn: Connection, table: str, columns: Sequence[str], rows: Sequence[tuple], *,
                ignore: bool = False, conflict: Optional[Sequence[str]] = None,
-               update: Iterable[str] = (), returning: Sequence[str] = ()) -> list:
+               update: Iterable[str] = (), returning: Sequence[str] = ()) -> list[tuple[Any, ...]]:
         """INSERT rows; `ignore` skips duplicates; `update` columns are overwritten on a duplicate of the unique
         key `conflict` (SQLite needs it named; MySQL applies any unique key). `returning` columns of the rows
         this statement inserted (not of ignored duplicates) come back on MariaDB >= 10.5 (`INSERT ... RETURNING`);
@@ -67,6 +67,8 @@ class BulkWriter:
             verb = "INSERT OR IGNORE" if ignore else "INSERT"
             tail = ""
             if update:
+                if not conflict:
+                    raise ValueError("an upsert on SQLite needs the unique key named (conflict=...)")
                 sets = ", ".join(f"{self.q(c)} = excluded.{self.q(c)}" for c in update)
                 tail = f" ON CONFLICT ({', '.join(self.q(c) for c in conflict)}) DO UPDATE SET {sets}"
             sql = f"{verb} INTO {tq} ({cols}) VALUES ({', '.join('?' * len(columns))}){tail}"
@@ -80,17 +82,17 @@ class BulkWriter:
             returning = ()  # MySQL proper has no INSERT ... RETURNING: the caller looks the rows up instead
         if returning:
             tail += " RETURNING " + ", ".join(self.q(c) for c in returning)
-        out: list = []
+        out: list[tuple[Any, ...]] = []
         parts: list[str] = []
         size = 0
         for r in rows:
             lit = mysql_row(r)
             if parts and size + len(lit) > MAX_STATEMENT_BYTES:
-                out += self._exec(conn, head + ",".join(parts) + tail, rows=bool(returning)) or []
+                out += self._exec(conn, head + ",".join(parts) + tail, rows=bool(returning))
                 parts, size = [], 0
             parts.append(lit)
             size += len(lit) + 1
-        out += self._exec(conn, head + ",".join(parts) + tail, rows=bool(returning)) or []
+        out += self._exec(conn, head + ",".join(parts) + tail, rows=bool(returning))
         return out
 
     @staticmethod
@@ -100,7 +102,7 @@ class BulkWriter:
         return bool(getattr(d, "is_mariadb", False)) and tuple(d.server_version_info or ()) >= (10, 5)
 
     def select_in(self, conn: Connection, table: str, columns: Sequence[str], key: str, values: Sequence, *,
-                  for_update: bool = False) -> list:
+                  for_update: bool = False) -> Sequence[Sequence[Any]]:
         """SELECT columns FROM table WHERE key IN (values) [FOR UPDATE], without SQLAlchemy compiling one bind
         per value (SQLite has no FOR UPDATE: its writers hold the database lock from BEGIN IMMEDIATE)."""
         if not values:
@@ -135,17 +137,20 @@ class BulkWriter:
         self._exec(conn, f"UPDATE {self.q(table)} SET {', '.join(sets)} WHERE {kq} IN {mysql_row(keys)}")
 
     @staticmethod
-    def _exec(conn: Connection, sql: str, rows: bool = False) -> Optional[list]:
+    def _exec(conn: Connection, sql: str, rows: bool = False) -> list[tuple[Any, ...]]:
         """One fully rendered MySQL statement on the transaction's own DBAPI cursor. SQLAlchemy's execution
         context costs more CPU per statement than PyMySQL's round trip here, and these statements need none of
         it: no parameters (so PyMySQL does no "%" formatting), no result typing. Driver errors are raised as
-        SQLAlchemy's, as exec_driver_sql would, so callers see one kind of exception."""
-        cur = conn.connection.dbapi_connection.cursor()
+        SQLAlchemy's, as exec_driver_sql would, so callers see one kind of exception. Returns the rows when
+        `rows`, else []."""
+        dbapi_conn = conn.connection.dbapi_connection
+        assert dbapi_conn is not None  # None only once the pooled connection is invalidated or detached
+        cur = dbapi_conn.cursor()
         try:
             cur.execute(sql)
-            return list(cur.fetchall()) if rows else None
+            return list(cur.fetchall()) if rows else []
         except pymysql.err.Error as err:
-            gone = conn.dialect.is_disconnect(err, conn.connection.dbapi_connection, cur)
+            gone = conn.dialect.is_disconnect(err, dbapi_conn, cur)
             if gone:  # as SQLAlchemy does for its own statements: the pool must never hand this one out again
                 conn.invalidate(err)
             raise sa_exc.DBAPIError.instance(sql[:200], None, err, pymysql.err.Error,

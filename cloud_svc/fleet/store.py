@@ -37,7 +37,9 @@ class FleetStore:
         with self.db.write() as conn:
             pos = self._cursor(conn, cursor, create=True, skip_locked=True)
             mine = pos is not None
-            pos = pos if mine else self._cursor(conn, cursor)
+            if pos is None:  # another correlator holds the row (created above): read it without the lock
+                pos = self._cursor(conn, cursor)
+                assert pos is not None
             plan = self._plan_links(conn, index, pos, mine, now, min_devices, batch, settle_s)
             touched = {self._link_fleet(conn, p, near) for p, near in plan}
             if mine and index.seen_id > pos:
@@ -140,10 +142,12 @@ class FleetStore:
                           .where(alerts.c.kind == "fleet", alerts.c.label == p.label,
                                  alert_events.c.event_pk.in_(members)))
         if aid is None:
-            aid = conn.execute(alerts.insert().values(
+            res = conn.execute(alerts.insert().values(
                 kind="fleet", rule="fleet", label=p.label, labels=[p.label], device_id=None, seq=None,
                 start_ns=p.start_ns, end_ns=p.start_ns, device_count=0, event_ids=[],
-                created_ns=time.time_ns())).inserted_primary_key[0]
+                created_ns=time.time_ns()))
+            assert res.inserted_primary_key is not None  # a single-row INSERT always has one
+            aid = res.inserted_primary_key[0]
         conn.execute(self.db.insert_ignore(alert_events), [{"alert_id": aid, "event_pk": m} for m in members])
         self._refresh_fleet_alert(conn, aid)
         return aid

@@ -45,7 +45,7 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
-    def upgrade(self) -> str:
+    def upgrade(self) -> str | None:
         return upgrade_schema(self.engine)
 
     def ping(self) -> None:

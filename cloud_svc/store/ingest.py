@@ -11,7 +11,7 @@ from typing import Callable, Iterable, Optional, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from cloud_svc.domain import AlertIn, BatchIn, CommitResult, EventIn, HeartbeatIn, RecordIn
+from cloud_svc.domain import AlertIn, BatchIn, CommitResult, EventIn, HeartbeatIn, RecordIn, RejectIn
 from cloud_svc.schema import alert_events, alerts, devices, events
 from cloud_svc.store.base import Database, chunks
 
@@ -71,8 +71,9 @@ class IngestStore:
             for part in chunks(ids):  # in id order, so that concurrent committers cannot deadlock
                 marks.update((d, int(m)) for d, m in self.db.bulk.select_in(conn, "devices", ("id", "acked_seq"), "id",
                                                                             part, for_update=True))
-            recs: list[tuple[str, RecordIn]] = []
-            alert_recs, reject_rows = [], []
+            recs: list[tuple[str, RecordIn, EventIn]] = []
+            alert_recs: list[tuple[str, int, AlertIn]] = []
+            reject_rows: list[tuple[str, int, str, str, int]] = []
             results: list[CommitResult] = []
             positions: dict[str, tuple[float, float]] = {}
             before = dict(marks)
@@ -90,12 +91,15 @@ class IngestStore:
                     if r.seq <= settled + 1:
                         settled = max(settled, r.seq)
                     stored += 1
-                    p = r.payload
+                    p = r.payload  # convert.batch_in pairs each kind with its payload type
                     if r.kind in ("event", "event_end"):
-                        recs.append((b.device_id, r))
+                        assert isinstance(p, EventIn), r.kind
+                        recs.append((b.device_id, r, p))
                     elif r.kind == "alert":
+                        assert isinstance(p, AlertIn), r.kind
                         alert_recs.append((b.device_id, r.seq, p))
                     elif r.kind == "reject":
+                        assert isinstance(p, RejectIn), r.kind
                         reject_rows.append((b.device_id, r.seq, p.field[:256], p.reason[:512], now))
                     if isinstance(p, (EventIn, AlertIn)) and p.lat is not None and p.lon is not None:
                         positions[b.device_id] = (p.lat, p.lon)
@@ -133,23 +137,24 @@ class IngestStore:
                 for key in list(itertools.islice(cache, excess)):
                     del cache[key]
 
-    def _events(self, conn: Connection, recs: list[tuple[str, RecordIn]], now: int) -> dict[tuple[str, str], int]:
+    def _events(self, conn: Connection, recs: list[tuple[str, RecordIn, EventIn]],
+                now: int) -> dict[tuple[str, str], int]:
         """Event starts -> events; ends -> event_ends (creating the event when its start never came);
         top classes, clips and verification jobs beside them. Returns the event pks this call learned from the
         database, for the cache once the transaction commits."""
         bulk = self.db.bulk
         new = bulk.insert(conn, "events", EVENT_COLUMNS,
-                          [self._event_row(d, r, now) for d, r in recs if r.kind == "event"], ignore=True,
+                          [self._event_row(d, r, e, now) for d, r, e in recs if r.kind == "event"], ignore=True,
                           returning=("id", "device_id", "event_id"))
         pks = {(d, e): pk for pk, d, e in new}  # rows this statement inserted (MariaDB; MySQL, SQLite: none)
         fresh = dict(pks)
-        unknown = set()
-        for d, r in recs:  # ends of events stored by earlier commits: their pks are usually remembered
-            key = (d, r.payload.event_id)
+        unknown: set[str] = set()
+        for d, _, e in recs:  # ends of events stored by earlier commits: their pks are usually remembered
+            key = (d, e.event_id)
             if key not in pks:
                 pk = self._pk_cache.get(key)
                 if pk is None:
-                    unknown.add(r.payload.event_id)
+                    unknown.add(e.event_id)
                 else:
                     pks[key] = pk
 
@@ -161,13 +166,13 @@ class IngestStore:
         if unknown:
             look_up(unknown)
 
-        orphans = [(d, r) for d, r in recs if r.kind == "event_end" and (d, r.payload.event_id) not in pks]
+        orphans = [(d, r, e) for d, r, e in recs if r.kind == "event_end" and (d, e.event_id) not in pks]
         if orphans:
-            bulk.insert(conn, "events", EVENT_COLUMNS, [self._event_row(d, r, now) for d, r in orphans], ignore=True)
-            look_up({r.payload.event_id for _, r in orphans})
+            bulk.insert(conn, "events", EVENT_COLUMNS, [self._event_row(d, r, e, now) for d, r, e in orphans],
+                        ignore=True)
+            look_up({e.event_id for _, _, e in orphans})
         end_rows, class_rows, clip_rows, jobs = [], [], [], []
-        for d, r in recs:
-            e: EventIn = r.payload
+        for d, r, e in recs:
             pk = pks.get((d, e.event_id))
             if pk is None:
                 continue
@@ -193,8 +198,7 @@ class IngestStore:
         return fresh
 
     @staticmethod
-    def _event_row(device_id: str, r: RecordIn, now: int) -> tuple:
-        e: EventIn = r.payload
+    def _event_row(device_id: str, r: RecordIn, e: EventIn, now: int) -> tuple:
         return (device_id, r.seq, e.event_id, e.label, e.start_ns, e.score, e.lat, e.lon, e.backend, e.model_sha256,
                 e.inference_ms, r.created_ns, now)
 
@@ -209,7 +213,7 @@ class IngestStore:
     def _clip_uri(self, sha256: str) -> str:
         return self.clip_uri(sha256) if self.clip_uri else f"sha256:{sha256}"
 
-    def _device_alerts(self, conn: Connection, recs: list, now: int) -> int:
+    def _device_alerts(self, conn: Connection, recs: list[tuple[str, int, AlertIn]], now: int) -> int:
         n = 0
         for device_id, seq, a in recs:
             res = conn.execute(self.db.insert_ignore(alerts).values(

@@ -102,7 +102,7 @@ class QueryStore:
         if device_id:
             q = q.where(events.c.device_id == device_id)
         with self.db.read() as conn:
-            return int(conn.scalar(q))
+            return int(conn.execute(q).scalar_one())  # COUNT(*): always one row
 
     def get_clip(self, device_id: str, *, seq: Optional[int] = None, event_id: Optional[str] = None) -> ClipView:
         q = sa.select(clips).join(events, events.c.id == clips.c.event_pk).where(events.c.device_id == device_id)
@@ -162,7 +162,7 @@ class QueryStore:
 
     def last_alert_id(self) -> int:
         with self.db.read() as conn:
-            return int(conn.scalar(sa.select(sa.func.coalesce(sa.func.max(alerts.c.id), 0))))
+            return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(alerts.c.id), 0))).scalar_one())
 
     def agreement(self, start_ns: Optional[int] = None, end_ns: Optional[int] = None) -> list[Agreement]:
         v, e = verifications, events
