@@ -1,6 +1,8 @@
 """The SQL schema as SQLAlchemy Core tables; Alembic migrations (cloud_svc/migrations) create exactly this."""
 from __future__ import annotations
 
+from typing import TypedDict
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData(naming_convention={
@@ -12,7 +14,17 @@ metadata = sa.MetaData(naming_convention={
 
 # Autoincrement ids: BIGINT on MySQL, INTEGER (the rowid alias) on SQLite.
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-MYSQL = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
+
+class MySQLTableOptions(TypedDict):
+    """The dialect keywords every table takes (a TypedDict, so that `**MYSQL` type-checks against Table's
+    keyword parameters: a plain dict[str, str] would also be matched against its bool ones)."""
+    mysql_engine: str
+    mysql_charset: str
+    mysql_collate: str
+
+
+MYSQL: MySQLTableOptions = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 
 devices = sa.Table(
     "devices", metadata,

@@ -5,6 +5,8 @@ Revision ID: 0001
 Revises:
 Create Date: 2025-11-25
 """
+from typing import TypedDict
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -14,7 +16,15 @@ branch_labels = None
 depends_on = None
 
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-MYSQL = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
+
+class MySQLTableOptions(TypedDict):  # typed keywords for create_table (a dict[str, str] would meet its bool ones)
+    mysql_engine: str
+    mysql_charset: str
+    mysql_collate: str
+
+
+MYSQL: MySQLTableOptions = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 
 
 def upgrade() -> None:
