@@ -120,9 +120,12 @@ def cmd_run(args) -> int:
     from edge_rt.capture import open_source
     from edge_rt.outbox import Outbox
     from edge_rt.pipeline import Pipeline
+    from edge_rt.pushed import Push, PushedConfig
     from edgert.yamnet.head import Head
 
     cfg = _config(args)
+    pushed = PushedConfig(Path(cfg.outbox.path).parent, cfg)  # the cloud's last config, kept beside the outbox
+    cfg = pushed.startup()
     source = open_source(args.source, realtime=args.realtime, loop=args.loop)
     be = _backend(cfg, args.model_dir)
     outbox = Outbox(cfg.outbox.path, cfg.outbox.max_bytes, cfg.outbox.max_age_s)
@@ -134,13 +137,15 @@ def cmd_run(args) -> int:
         # so a service unit can keep key paths out of its command line.
         env = os.environ
         uplink = Uplink(outbox, args.cloud, cfg.device_id, args.token or env.get("EDGE_RT_TOKEN", ""),
-                        heartbeat=lambda: pipe.heartbeat(),
+                        heartbeat=lambda: {**pipe.heartbeat(), **pushed.heartbeat()},
+                        on_config=lambda c: pushed.offer(Push(int(c.version), dict(c.thresholds))),
                         options=UplinkOptions(heartbeat_s=cfg.runtime.heartbeat_s, tls=args.tls,
                                               tls_ca=args.tls_ca or env.get("EDGE_RT_CLOUD_CA"),
                                               tls_cert=args.tls_cert or env.get("EDGE_RT_CLOUD_CERT"),
                                               tls_key=args.tls_key or env.get("EDGE_RT_CLOUD_KEY")))
     drained = (lambda: uplink.failed is not None or uplink.drained()) if uplink else None
     pipe = Pipeline(cfg, source, be, outbox, head=Head.load_optional(args.model_dir), drained=drained)
+    pushed.bind(pipe.retune)
 
     def _on_signal(signum, _frame):
         logging.getLogger("edge_rt").info("signal %d: stopping", signum)

@@ -188,6 +188,15 @@ class Detector:
         self.speech_idx = np.array([index[c] for c in (speech.classes if speech else [SPEECH_CLASS])])
         self.rules = RuleEngine(rules)
 
+    def retune(self, cfg: DetectorConfig) -> None:
+        """Take new operating points (thresholds, minimum hits) for the same labels and scoring, keeping open
+        events and recent hits: what a pushed config changes takes effect from the next window."""
+        if list(cfg.labels) != list(self.cfg.labels):
+            raise ValueError(f"a retune keeps the labels {list(self.cfg.labels)}, got {list(cfg.labels)}")
+        for t, lc in zip(self.tracks, cfg.labels.values()):
+            t.threshold, t.min_hits = lc.threshold, lc.min_hits
+        self.cfg = cfg
+
     def label_scores(self, w: Window) -> np.ndarray:
         """float32[L] label scores of a window (computed once, by the shared LabelScorer)."""
         if w.labels is None:

@@ -11,7 +11,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from edge_rt.analysis import windows
-from edge_rt.config import EdgeConfig
+from edge_rt.config import DetectorConfig, EdgeConfig
 from edge_rt.detector import Alert, Detector, Event, Output
 from edge_rt.metrics import Metrics
 from edge_rt.outbox import Outbox
@@ -118,6 +118,8 @@ class Pipeline:
         self._capture_error: Optional[BaseException] = None
         self._patch_index = 0  # index of the next patch the front end will emit
         self._pending: list[tuple[np.ndarray, float]] = []  # (patch, time its last sample was ready)
+        self._retune_lock = threading.Lock()
+        self._retune_to: Optional[DetectorConfig] = None
 
     # ----------------------------------------------------------------------------------------- lifecycle
     def stop(self) -> None:
@@ -219,7 +221,18 @@ class Pipeline:
             log.exception("loop iteration failed (%d so far); continuing", self.summary.loop_errors)
         self.metrics.overruns.set(self.ring.overruns)
 
+    def retune(self, detector: DetectorConfig) -> None:
+        """New operating points for the detector, from any thread (the uplink's, for a pushed config); they take
+        effect between two batches, keeping open events."""
+        with self._retune_lock:
+            self._retune_to = detector
+
     def _analyse(self, batch: list[tuple[np.ndarray, float]]) -> None:
+        with self._retune_lock:
+            pending, self._retune_to = self._retune_to, None
+        if pending is not None:
+            self.detector.retune(pending)
+            self.cfg = self.cfg.model_copy(update={"detector": pending})
         pts = np.stack([p for p, _ in batch])
         t = time.perf_counter()
         scores, emb = self.backend.infer(pts)

@@ -102,14 +102,15 @@ class Uplink:
 
     def __init__(self, outbox: Outbox, target: str, device_id: str, token: str, *,
                  heartbeat: Optional[Callable[[], dict]] = None, options: UplinkOptions = UplinkOptions(),
-                 agent: str = AGENT):
+                 agent: str = AGENT, on_config: Optional[Callable[[Any], object]] = None):
+        """`on_config` receives each ConfigPush (on the receiving thread); `heartbeat` gives the figures sent."""
         if not target or ":" not in target:
             raise UplinkError(f"--cloud must be HOST:PORT, got {target!r}")
         if not token:
             raise UplinkError("the uplink needs a device token (`python -m cloud_svc devices add ID`)")
         self.common_pb2, self.pb, self.grpc_mod = _pb()
         self.outbox, self.target, self.device_id, self.token = outbox, target, device_id, token
-        self.heartbeat, self.o, self.agent = heartbeat, options, agent
+        self.heartbeat, self.o, self.agent, self.on_config = heartbeat, options, agent, on_config
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._cv = threading.Condition()
@@ -240,10 +241,16 @@ class Uplink:
                     self._on_ack(resp.ack.seq, state)
                 elif which == "config":
                     c = resp.config
-                    cfg = {"thresholds": dict(c.thresholds), "verify_sample_rate": c.verify_sample_rate}
+                    cfg = {"version": c.version, "thresholds": dict(c.thresholds),
+                           "verify_sample_rate": c.verify_sample_rate}
                     if cfg != self.config:
                         log.info("cloud config: %s", cfg)
                     self.config = cfg
+                    if self.on_config is not None:
+                        try:
+                            self.on_config(c)
+                        except Exception:  # noqa: BLE001 - a config that cannot be applied must not end the session
+                            log.exception("applying the cloud's config failed")
                 elif which == "reject":
                     r = resp.reject
                     self.rejects += 1
