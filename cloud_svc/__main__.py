@@ -289,9 +289,14 @@ def cmd_verify(args) -> int:
         return 0
     for w in workers:
         w.start()
-    signal.signal(signal.SIGTERM, lambda *_: [w._stop.set() for w in workers])
+
+    def on_sigterm(*_: object) -> None:  # each worker ends after its current step
+        for w in workers:
+            w._stop.set()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        while any(w._thread.is_alive() for w in workers):
+        while any(w.is_alive() for w in workers):
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
@@ -335,7 +340,8 @@ def cmd_models(args) -> int:
         variables = vggish.load_variables(src)
         vggish.VggishModel(variables)  # checks names and shapes before writing
         out = d / vggish.NPZ_NAME
-        np.savez(out, **variables)
+        # allow_pickle named: **variables must not set it (and these float weights are read back without pickle)
+        np.savez(out, allow_pickle=False, **variables)
         print(f"{out}: {len(variables)} variables from {src}")
         return 0
     protos = vggish.build_prototypes(Path(args.clips), d, args.threshold)

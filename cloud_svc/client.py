@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import grpc
 
@@ -110,10 +110,12 @@ class QueryClient:
         finally:
             call.cancel()
 
-    def clip(self, device_id: str, *, seq: Optional[int] = None, event_id: Optional[str] = None) -> tuple[dict, bytes]:
+    def clip(self, device_id: str, *, seq: Optional[int] = None,
+             event_id: Optional[str] = None) -> tuple[dict[str, Any], bytes]:
         req = query_pb2.GetClipRequest(device_id=device_id, seq=seq) if event_id is None else \
             query_pb2.GetClipRequest(device_id=device_id, event_id=event_id)
-        meta, parts = {}, []
+        meta: dict[str, Any] = {}
+        parts: list[bytes] = []
         with _mapped():
             for piece in self.stub.GetClip(req, timeout=self.timeout, metadata=self.metadata):
                 if not meta:

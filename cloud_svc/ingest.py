@@ -9,7 +9,7 @@ import time
 import zlib
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, TypeVar, Union
 
 from cloud_svc.clipstore import ClipStore
 from cloud_svc.config import IngestConfig
@@ -25,6 +25,7 @@ COMMIT_BACKOFF = Backoff(0.1, 2.0, jitter=0.5)
 
 CLIP_MISSING = "clip upload missing"
 AnyFuture = Union[Future, "asyncio.Future"]
+F = TypeVar("F", Future, "asyncio.Future")  # _enqueue hands back the kind of future it was given
 
 
 def _set_all(items: list) -> None:
@@ -87,7 +88,7 @@ class Committer:
     def _queue(self, device_id: str) -> queue.Queue:
         return self._queues[zlib.crc32(device_id.encode()) % self.shards if self.shards > 1 else 0]
 
-    def _enqueue(self, batch: BatchIn, fut: AnyFuture) -> AnyFuture:
+    def _enqueue(self, batch: BatchIn, fut: F) -> F:
         if self._closed:
             fut.set_exception(Draining("server is shutting down"))
             return fut
@@ -172,6 +173,7 @@ class Committer:
         if err is not None:
             self._resolve([(f, None, err) for f in futures])
             return
+        assert outcome is not None  # no error: a commit attempt succeeded (commit_retries >= 0)
         self._resolve([(f, r, None) for f, r in zip(futures, outcome.results)])
         if outcome.alerts and self.on_alerts is not None:
             self.on_alerts()

@@ -25,7 +25,7 @@ from cloud_svc.db import make_engine
 from cloud_svc.errors import ConfigError
 from cloud_svc.ingest import Committer
 from cloud_svc.store import Store
-from cloud_svc.workers import Correlator, CorrelatorProcess, VerifyWorker
+from cloud_svc.workers import Correlator, CorrelatorProcess, VerifyWorker, Worker
 
 log = logging.getLogger("cloud_svc.server")
 
@@ -97,7 +97,7 @@ class CloudApp:
                                      self.committer, self.clips, cfg)
         self.query = QueryServicer(self.store.queries, self.clips, self.bus, StaticTokenAuth(cfg.query_token))
         self.health = health.aio.HealthServicer()
-        self.workers = []
+        self.workers: list[Worker] = []
         if cfg.fleet.enabled and cfg.fleet.process:
             self.workers.append(CorrelatorProcess(cfg))
         elif cfg.fleet.enabled:

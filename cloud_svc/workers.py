@@ -5,7 +5,7 @@ import logging
 import os
 import socket
 import threading
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol
 
 from cloud_svc.clipstore import ClipStore
 from cloud_svc.config import FleetConfig, VerifyConfig
@@ -18,12 +18,21 @@ from edgert.backoff import Backoff
 log = logging.getLogger("cloud_svc.workers")
 
 
+class Worker(Protocol):
+    """What the server runs beside its RPCs: a loop in a thread (Correlator, VerifyWorker) or a child process
+    (CorrelatorProcess)."""
+
+    def start(self) -> object: ...
+
+    def stop(self, timeout: float = 10.0) -> None: ...
+
+
 class _Loop:
     """A stoppable worker loop: `while not stop.wait(idle)`; `run()` blocks, `start()` runs it in a thread."""
 
     name = "worker"
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.errors = 0
@@ -37,6 +46,10 @@ class _Loop:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        """True while the thread that start() began runs."""
+        return self._thread is not None and self._thread.is_alive()
 
     def run(self) -> None:
         idle, down = 0.0, 0  # down: failed steps in a row (the database is away)
@@ -103,7 +116,7 @@ def _correlator_main(cfg_data: dict, parent_pid: int) -> None:
             if os.getppid() != parent_pid:  # the server died (kill -9): do not linger
                 log.warning("the server (pid %d) is gone; the fleet correlator stops", parent_pid)
                 break
-            if not loop._thread.is_alive():
+            if not loop.is_alive():
                 break
     finally:
         loop.stop()

@@ -17,6 +17,7 @@ from cloud_svc.domain import (
     EventIn,
     EventView,
     HeartbeatIn,
+    Payload,
     RecordIn,
     RejectIn,
     Verified,
@@ -187,6 +188,7 @@ def batch_in(device_id: str, b: ingest_pb2.RecordBatch, *, max_records: int, max
         try:
             created = _ns(r.created_ns, f"{field}.created_ns")
             kind = r.WhichOneof("kind")
+            payload: Payload
             if kind == "event":
                 payload = event_in(r.event, f"{field}.event", ended=False, max_inline=max_inline, max_clip=max_clip)
             elif kind == "event_end":

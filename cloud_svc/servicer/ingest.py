@@ -108,9 +108,12 @@ class IngestServicer:
         try:
             if self.draining:
                 raise Draining("server is shutting down; reconnect")
-            device_id = self.auth.cached(token) or await asyncio.to_thread(self.auth.authenticate, token)
+            device_id = self.auth.cached(token)
+            if not device_id:
+                device_id = await asyncio.to_thread(self.auth.authenticate, token)
         except CloudError as exc:
             await context.abort(errors.status_of(exc), str(exc))
+            raise  # not reached: abort() raises (grpc's AbortError)
         s = _Stream(device_id, token)
         self._streams.add(s)
         reader = asyncio.create_task(self._read(s, request_iterator))

@@ -25,7 +25,7 @@ SUBSCRIBE_POLL_S = 1.0  # alerts committed by other replicas show up within this
 class AlertBus:
     """Wakes Subscribe streams when this process stored an alert; lives on the server's event loop."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._waiters: set[asyncio.Event] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 

@@ -11,7 +11,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, overload
 
 import numpy as np
 
@@ -109,8 +109,12 @@ PARAMS = VggishParams()
 
 
 # ---------------------------------------------------------------------------------------------- front end
-def hertz_to_mel(hz: np.ndarray) -> np.ndarray:
-    """HTK mel scale, as VGGish uses it."""
+@overload
+def hertz_to_mel(hz: float) -> float: ...
+@overload
+def hertz_to_mel(hz: np.ndarray) -> np.ndarray: ...
+def hertz_to_mel(hz: float | np.ndarray) -> float | np.ndarray:
+    """HTK mel scale, as VGGish uses it: a scalar (numpy float64) for a scalar, an array for an array."""
     return 1127.0 * np.log1p(np.asarray(hz, np.float64) / 700.0)
 
 

@@ -3,6 +3,7 @@ label scoring (groups, head fusion, veto; the shared `edgert.labels`), max over 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -22,14 +23,15 @@ class YamnetVerifier(Verifier):
     def __init__(self, model_dir: Optional[str] = None, threads: int = 1, head_weight: Optional[float] = None):
         """`head_weight` overrides every label's weight of the head (0: AudioSet groups alone); by default the
         verifier scores exactly as the edge's shipped detector does."""
+        path = Path(model_dir) if model_dir is not None else None  # None: the edge's default model folder
         try:
             from edgert.yamnet import backends
             from edgert.yamnet.classmap import class_names
             from edgert.yamnet.head import Head
 
-            self.backend = backends.load("onnxruntime", model_dir, threads=threads)
-            names = class_names(model_dir)
-            self.head = Head.load_optional(model_dir)
+            self.backend = backends.load("onnxruntime", path, threads=threads)
+            names = class_names(path)
+            self.head = Head.load_optional(path)
         except Exception as exc:  # noqa: BLE001 - EdgeRtError, ImportError: say what is missing
             raise VerifierUnavailable(f"the yamnet verifier needs the built YAMNet models (`make setup`): {exc}") \
                 from exc
