@@ -49,15 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--source", required=True,
                    help="file:P | dir:P | mic:[DEV] | gst:PIPELINE | rtsp://... | synth:SCENARIO")
-    r.add_argument("--cloud", metavar="HOST:PORT", help="stream events to this cloud_svc")
+    r.add_argument("--cloud", metavar="HOST:PORT", help="stream events to this cloud_svc (config cloud.address)")
     r.add_argument("--device-id", help="this device's id (default from config)")
-    r.add_argument("--token", help="device token from `python -m cloud_svc devices add` (default $EDGE_RT_TOKEN)")
-    r.add_argument("--tls", action="store_true", help="TLS to the cloud with the system's root certificates")
-    r.add_argument("--tls-ca", metavar="PEM", help="CA of the cloud's certificate; enables TLS "
-                   "(default $EDGE_RT_CLOUD_CA)")
-    r.add_argument("--tls-cert", metavar="PEM", help="this device's client certificate, for mTLS "
-                   "(default $EDGE_RT_CLOUD_CERT)")
-    r.add_argument("--tls-key", metavar="PEM", help="this device's client key, for mTLS (default $EDGE_RT_CLOUD_KEY)")
+    r.add_argument("--token", help="device token from `python -m cloud_svc devices add` (config cloud.token; "
+                   "keep it off the command line with EDGE_RT__CLOUD__TOKEN)")
+    r.add_argument("--tls", action="store_true", default=None,
+                   help="TLS to the cloud with the system's root certificates (cloud.tls)")
+    r.add_argument("--tls-ca", metavar="PEM", help="CA of the cloud's certificate; enables TLS (cloud.tls_ca)")
+    r.add_argument("--tls-cert", metavar="PEM", help="this device's client certificate, for mTLS (cloud.tls_cert)")
+    r.add_argument("--tls-key", metavar="PEM", help="this device's client key, for mTLS (cloud.tls_key)")
     r.add_argument("--spool", metavar="DIR", help="folder of the durable outbox (default ./spool)")
     r.add_argument("--lat", type=float)
     r.add_argument("--lon", type=float)
@@ -87,19 +87,22 @@ def build_parser() -> argparse.ArgumentParser:
 def _config(args):
     from edge_rt import config
 
-    overrides = {"backend": args.backend, "precision": getattr(args, "precision", None), "threads": args.threads}
+    overrides = {"backend": args.backend, "precision": getattr(args, "precision", None), "threads": args.threads,
+                 "runtime.model_dir": args.model_dir}
     if args.cmd == "run":
         overrides.update({"device_id": args.device_id, "lat": args.lat, "lon": args.lon,
-                          "runtime.metrics_port": args.metrics_port})
+                          "runtime.metrics_port": args.metrics_port, "cloud.address": args.cloud,
+                          "cloud.token": args.token, "cloud.tls": args.tls, "cloud.tls_ca": args.tls_ca,
+                          "cloud.tls_cert": args.tls_cert, "cloud.tls_key": args.tls_key})
         if args.spool:
             overrides["outbox.path"] = str(Path(args.spool) / "outbox.db")
     return config.load(args.config, overrides)
 
 
-def _backend(cfg, model_dir):
+def _backend(cfg):
     from edgert.yamnet import backends
 
-    return backends.load(cfg.backend, model_dir, threads=cfg.threads, precision=cfg.precision)
+    return backends.load(cfg.backend, cfg.runtime.model_dir, threads=cfg.threads, precision=cfg.precision)
 
 
 def cmd_classify(args) -> int:
@@ -108,14 +111,14 @@ def cmd_classify(args) -> int:
     from edgert.yamnet.head import Head
 
     cfg = _config(args)
-    be = _backend(cfg, args.model_dir)
-    failures = classify_files(args.paths, cfg, be, class_names(args.model_dir), Head.load_optional(args.model_dir),
+    be = _backend(cfg)
+    model_dir = cfg.runtime.model_dir
+    failures = classify_files(args.paths, cfg, be, class_names(model_dir), Head.load_optional(model_dir),
                               as_json=args.json)
     return 1 if failures else 0
 
 
 def cmd_run(args) -> int:
-    import os
 
     from edge_rt.capture import open_source
     from edge_rt.outbox import Outbox
@@ -127,24 +130,18 @@ def cmd_run(args) -> int:
     pushed = PushedConfig(Path(cfg.outbox.path).parent, cfg)  # the cloud's last config, kept beside the outbox
     cfg = pushed.startup()
     source = open_source(args.source, realtime=args.realtime, loop=args.loop)
-    be = _backend(cfg, args.model_dir)
+    be = _backend(cfg)
     outbox = Outbox(cfg.outbox.path, cfg.outbox.max_bytes, cfg.outbox.max_age_s)
     uplink = None
-    if args.cloud:
-        from edge_rt.uplink import Uplink, UplinkOptions
+    if cfg.cloud.address:
+        from edge_rt.uplink import Uplink
 
-        # Flags win; the environment (EDGE_RT_CLOUD_CA, EDGE_RT_CLOUD_CERT, EDGE_RT_CLOUD_KEY) fills the gaps,
-        # so a service unit can keep key paths out of its command line.
-        env = os.environ
-        uplink = Uplink(outbox, args.cloud, cfg.device_id, args.token or env.get("EDGE_RT_TOKEN", ""),
+        uplink = Uplink(outbox, cfg.cloud.address, cfg.device_id, cfg.cloud.token or "",
                         heartbeat=lambda: {**pipe.heartbeat(), **pushed.heartbeat()},
                         on_config=lambda c: pushed.offer(Push(int(c.version), dict(c.thresholds))),
-                        options=UplinkOptions(heartbeat_s=cfg.runtime.heartbeat_s, tls=args.tls,
-                                              tls_ca=args.tls_ca or env.get("EDGE_RT_CLOUD_CA"),
-                                              tls_cert=args.tls_cert or env.get("EDGE_RT_CLOUD_CERT"),
-                                              tls_key=args.tls_key or env.get("EDGE_RT_CLOUD_KEY")))
+                        options=cfg.cloud)
     drained = (lambda: uplink.failed is not None or uplink.drained()) if uplink else None
-    pipe = Pipeline(cfg, source, be, outbox, head=Head.load_optional(args.model_dir), drained=drained)
+    pipe = Pipeline(cfg, source, be, outbox, head=Head.load_optional(cfg.runtime.model_dir), drained=drained)
     pushed.bind(pipe.retune)
 
     def _on_signal(signum, _frame):
@@ -173,7 +170,7 @@ def cmd_run(args) -> int:
     outbox.close()
     if uplink is not None:
         u = uplink.stats()
-        print(f"cloud {args.cloud}: acked up to seq {u['acked_seq']}, {u['connects']} connects, "
+        print(f"cloud {cfg.cloud.address}: acked up to seq {u['acked_seq']}, {u['connects']} connects, "
               f"{u['rejects']} rejected", file=sys.stderr)
         if uplink.failed is not None:
             print(f"error: {uplink.failed}", file=sys.stderr)

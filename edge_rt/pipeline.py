@@ -28,7 +28,6 @@ log = logging.getLogger("edge_rt.pipeline")
 
 SR = PARAMS.sample_rate
 POLL_S = 0.004  # how long the loop sleeps when the ring is empty
-HEARTBEAT_EVERY_S = 5.0
 
 
 class AudioHistory:
@@ -179,7 +178,7 @@ class Pipeline:
                 now = time.perf_counter()
                 self.summary.wall_s = now - t_start
                 self.metrics.rtf.set(self.summary.rtf)
-                if now - last_beat >= HEARTBEAT_EVERY_S:
+                if now - last_beat >= self.cfg.cloud.heartbeat_s:  # the one heartbeat setting, also logged
                     last_beat = now
                     log.info("heartbeat %s", self.heartbeat())
             self._finish()

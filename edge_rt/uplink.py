@@ -15,17 +15,14 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import grpc
 
+from edge_rt.config import CloudConfig
 from edge_rt.errors import EdgeRtError
 from edge_rt.outbox import Outbox, Record
-from edgert.backoff import Backoff
 from edgert.channel import open_channel
-from edgert.errors import SettingsError
 
 log = logging.getLogger("edge_rt.uplink")
 
@@ -46,48 +43,6 @@ def _pb():
     return common_pb2, ingest_pb2, ingest_pb2_grpc
 
 
-@dataclass(frozen=True)
-class UplinkOptions:
-    batch_records: int = 100            # records per RecordBatch
-    max_inflight_records: int = 2000    # sent but not yet acked
-    ack_timeout_s: float = 10.0         # an ack later than this ends the session as DEADLINE_EXCEEDED
-    connect_timeout_s: float = 5.0
-    stream_max_s: float = 3600.0        # deadline of one stream; then reconnect (spreads devices over replicas)
-    backoff_initial_s: float = 0.5
-    backoff_max_s: float = 10.0
-    backoff_multiplier: float = 2.0
-    keepalive_s: float = 20.0           # HTTP/2 pings on an idle connection ...
-    keepalive_timeout_s: float = 10.0   # ... and how long to wait for their answer
-    max_message_bytes: int = 4 << 20
-    inline_clip_bytes: int = 256 << 10  # larger clips are chunked
-    chunk_bytes: int = 256 << 10
-    heartbeat_s: float = 30.0
-    poll_s: float = 0.01                # how often an idle session looks for new outbox records
-    stop_flush_s: float = 2.0           # stop() waits this long for acks of what is in flight
-    tls: bool = False                   # TLS with the system roots (implied by tls_ca)
-    tls_ca: Optional[str] = None        # PEM CA of the server's certificate
-    tls_cert: Optional[str] = None      # PEM client certificate (mTLS)
-    tls_key: Optional[str] = None       # PEM client key (mTLS)
-
-    @property
-    def backoff(self) -> Backoff:
-        """Reconnect waits: full jitter, uniform in [0, min(max, initial * multiplier**attempt)]."""
-        return Backoff(self.backoff_initial_s, self.backoff_max_s, self.backoff_multiplier, jitter=1.0)
-
-    def __post_init__(self):
-        try:
-            self.backoff  # noqa: B018 - validates the three backoff settings
-        except SettingsError as exc:
-            raise UplinkError(f"uplink {exc}") from None
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise UplinkError("tls_cert and tls_key go together")
-        if not 0 < self.chunk_bytes < self.max_message_bytes or self.inline_clip_bytes >= self.max_message_bytes:
-            raise UplinkError("chunk_bytes and inline_clip_bytes must stay below max_message_bytes")
-        for path in (self.tls_ca, self.tls_cert, self.tls_key):
-            if path is not None and not Path(path).is_file():
-                raise UplinkError(f"TLS file {path} does not exist")
-
-
 class _Retry(Exception):
     """A session ended in a way that is worth retrying (mapped to a retryable status)."""
 
@@ -101,7 +56,7 @@ class Uplink:
     """`start()` runs it in a thread, `stop()` ends it; `drained()` is True once the outbox is empty."""
 
     def __init__(self, outbox: Outbox, target: str, device_id: str, token: str, *,
-                 heartbeat: Optional[Callable[[], dict]] = None, options: UplinkOptions = UplinkOptions(),
+                 heartbeat: Optional[Callable[[], dict]] = None, options: Optional[CloudConfig] = None,
                  agent: str = AGENT, on_config: Optional[Callable[[Any], object]] = None):
         """`on_config` receives each ConfigPush (on the receiving thread); `heartbeat` gives the figures sent."""
         if not target or ":" not in target:
@@ -110,7 +65,7 @@ class Uplink:
             raise UplinkError("the uplink needs a device token (`python -m cloud_svc devices add ID`)")
         self.common_pb2, self.pb, self.grpc_mod = _pb()
         self.outbox, self.target, self.device_id, self.token = outbox, target, device_id, token
-        self.heartbeat, self.o, self.agent, self.on_config = heartbeat, options, agent, on_config
+        self.heartbeat, self.o, self.agent, self.on_config = heartbeat, options or CloudConfig(), agent, on_config
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._cv = threading.Condition()

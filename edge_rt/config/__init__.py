@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from importlib import resources
+from pathlib import Path
 from typing import Any, Optional
 
 import yaml
@@ -10,6 +11,7 @@ from pydantic import Field, model_validator
 
 from edge_rt.errors import ConfigError
 from edgert import labels
+from edgert.backoff import Backoff
 from edgert.errors import SettingsError
 from edgert.labels import RuleConfig, ScoringConfig
 from edgert.settings import Strict, load_layers, merge
@@ -42,12 +44,62 @@ class OutboxConfig(Strict):
     max_age_s: float = Field(7 * 86400, gt=0, description="age bound; older records are dropped")
 
 
+class CloudConfig(Strict):
+    """The uplink to cloud_svc: where, as whom, how securely, and how it batches, paces and retries."""
+
+    address: Optional[str] = Field(None, pattern=r"^.+:\d{1,5}$", description="HOST:PORT of cloud_svc; unset: no "
+                                                                               "uplink, the outbox only fills")
+    token: Optional[str] = Field(None, min_length=1, description="the device token (`python -m cloud_svc devices "
+                                                                 "add ID`); keep it off command lines: "
+                                                                 "EDGE_RT__CLOUD__TOKEN")
+    tls: bool = Field(False, description="TLS with the system's roots (implied by tls_ca)")
+    tls_ca: Optional[str] = Field(None, description="PEM CA of the server's certificate")
+    tls_cert: Optional[str] = Field(None, description="PEM client certificate (mTLS)")
+    tls_key: Optional[str] = Field(None, description="PEM client key (mTLS)")
+    heartbeat_s: float = Field(30.0, gt=0.0, le=3600.0, description="heartbeat to the cloud (and to the log)")
+    batch_records: int = Field(100, ge=1, le=10000, description="records per RecordBatch")
+    max_inflight_records: int = Field(2000, ge=1, description="sent but not yet acked")
+    ack_timeout_s: float = Field(10.0, gt=0.0, description="an ack later than this ends the session "
+                                                           "(DEADLINE_EXCEEDED), which is retried")
+    connect_timeout_s: float = Field(5.0, gt=0.0)
+    stream_max_s: float = Field(3600.0, gt=0.0, description="deadline of one stream; then reconnect (spreads "
+                                                            "devices over replicas)")
+    backoff_initial_s: float = Field(0.5, gt=0.0)
+    backoff_max_s: float = Field(10.0, gt=0.0)
+    backoff_multiplier: float = Field(2.0, ge=1.0)
+    keepalive_s: float = Field(20.0, gt=0.0, description="HTTP/2 pings on an idle connection ...")
+    keepalive_timeout_s: float = Field(10.0, gt=0.0, description="... and how long to wait for their answer")
+    max_message_bytes: int = Field(4 << 20, ge=64 << 10, le=64 << 20)
+    inline_clip_bytes: int = Field(256 << 10, ge=0, description="larger clips are uploaded in chunks first")
+    chunk_bytes: int = Field(256 << 10, ge=1 << 10)
+    poll_s: float = Field(0.01, gt=0.0, le=5.0, description="how often an idle session looks for new records")
+    stop_flush_s: float = Field(2.0, ge=0.0, description="on stop, wait this long for acks of what is in flight")
+
+    @property
+    def backoff(self) -> Backoff:
+        """Reconnect waits: full jitter, uniform in [0, min(max, initial * multiplier**attempt)]."""
+        return Backoff(self.backoff_initial_s, self.backoff_max_s, self.backoff_multiplier, jitter=1.0)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError("cloud.backoff_max_s must be at least cloud.backoff_initial_s")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("cloud.tls_cert and cloud.tls_key go together")
+        if not self.chunk_bytes < self.max_message_bytes or self.inline_clip_bytes >= self.max_message_bytes:
+            raise ValueError("cloud.chunk_bytes and cloud.inline_clip_bytes must stay below max_message_bytes")
+        for path in (self.tls_ca, self.tls_cert, self.tls_key):
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"TLS file {path} does not exist")
+        return self
+
+
 class RuntimeConfig(Strict):
     ring_seconds: float = Field(30.0, ge=2.0, le=600.0)
     max_batch: int = Field(8, ge=1, le=256)
     grace_s: float = Field(10.0, ge=0.0, le=3600.0)
     metrics_port: Optional[int] = Field(None, ge=0, le=65535)
-    heartbeat_s: float = Field(30.0, gt=0.0, le=3600.0)
+    model_dir: Optional[str] = Field(None, description="model artifacts; unset: <repo>/models")
 
 
 class EdgeConfig(Strict):
@@ -64,6 +116,7 @@ class EdgeConfig(Strict):
     clips: ClipConfig = ClipConfig()
     outbox: OutboxConfig = OutboxConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    cloud: CloudConfig = CloudConfig()
 
     @model_validator(mode="after")
     def _backend_is_registered(self):

@@ -2,6 +2,7 @@
 loudness above the room, trained by `models build` on streams of the pack's events and ordinary life."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -45,7 +46,7 @@ class Head:
         self.feature_idx = np.array([index[c] for c in self.feature_classes])
 
     @classmethod
-    def load(cls, model_dir: Path | None = None) -> "Head":
+    def load(cls, model_dir: str | os.PathLike | None = None) -> "Head":
         from edgert.yamnet.classmap import class_names
 
         model_dir = paths.model_dir(model_dir)
@@ -63,7 +64,7 @@ class Head:
                                (np.asarray(relative_db, np.float32) / LOUDNESS_SCALE_DB)[:, None]], axis=1)
 
     @classmethod
-    def load_optional(cls, model_dir: Path | None = None) -> Optional["Head"]:
+    def load_optional(cls, model_dir: str | os.PathLike | None = None) -> Optional["Head"]:
         """The head when it was built, else None (the detector then uses AudioSet groups only)."""
         if not (paths.model_dir(model_dir) / HEAD_FILE).is_file():
             return None

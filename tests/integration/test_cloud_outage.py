@@ -11,8 +11,9 @@ import time
 import sqlalchemy as sa
 
 from cloud_svc.client import QueryClient
+from edge_rt.config import CloudConfig
 from edge_rt.outbox import Outbox
-from edge_rt.uplink import Uplink, UplinkOptions
+from edge_rt.uplink import Uplink
 from support import ServerProcess, add_device, edge_run, put_event
 
 OUTAGE_S = 30.0
@@ -46,7 +47,7 @@ def test_a_30_second_outage_loses_nothing_and_duplicates_nothing(mariadb_url, tm
     producer = threading.Thread(target=produce, daemon=True)
     producer.start()
     up = Uplink(ob, srv.target, "fire-1", tok_fire,
-                options=UplinkOptions(backoff_initial_s=0.2, backoff_max_s=5.0, inline_clip_bytes=100_000,
+                options=CloudConfig(backoff_initial_s=0.2, backoff_max_s=5.0, inline_clip_bytes=100_000,
                                       chunk_bytes=128 << 10, heartbeat_s=2.0)).start()
     try:
         time.sleep(6.0)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 
+from edge_rt.config import CloudConfig
 from edge_rt.outbox import Outbox
-from edge_rt.uplink import Uplink, UplinkOptions
+from edge_rt.uplink import Uplink
 from support import ServerProcess, add_device, put_event
 
 
@@ -22,7 +23,7 @@ def test_two_serving_processes_share_the_port_and_stop_on_sigterm(tmp_path):
             for _ in range(20):
                 put_event(ob)
             uplinks.append(Uplink(ob, srv.target, f"lamp-{i}", token,
-                                  options=UplinkOptions(backoff_initial_s=0.1, poll_s=0.005)).start())
+                                  options=CloudConfig(backoff_initial_s=0.1, poll_s=0.005)).start())
         deadline = time.monotonic() + 30
         while not all(u.drained() for u in uplinks) and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -15,8 +15,9 @@ import sqlalchemy as sa
 from cloud_svc import config
 from cloud_svc.client import QueryClient
 from cloud_svc.server import ServerThread
+from edge_rt.config import CloudConfig
 from edge_rt.outbox import Outbox
-from edge_rt.uplink import Uplink, UplinkError, UplinkOptions
+from edge_rt.uplink import Uplink, UplinkError
 from support import edge_run, event_id_of, put_event
 
 FAST = dict(backoff_initial_s=0.05, backoff_max_s=0.5, poll_s=0.005, heartbeat_s=0.5, connect_timeout_s=2.0)
@@ -46,7 +47,7 @@ def test_acks_trim_the_outbox_and_everything_arrives_once(server, tmp_path):
         put_event(ob)
     beats = []
     up = Uplink(ob, f"127.0.0.1:{server.port}", "lamp-1", token, heartbeat=lambda: beats.append(1) or {"rtf": 42.0},
-                options=UplinkOptions(batch_records=40, **FAST)).start()
+                options=CloudConfig(batch_records=40, **FAST)).start()
     assert wait_for(up.drained)
     assert ob.stats()["acked"] == 300 and ob.stats()["depth"] == 0
     up.stop()
@@ -61,7 +62,7 @@ def test_a_large_clip_is_chunked_and_arrives_byte_exact(server, tmp_path):
     s_big, *_ = put_event(ob, clip=big)
     s_small, *_ = put_event(ob, clip=small)
     up = Uplink(ob, f"127.0.0.1:{server.port}", "lamp-1", token,
-                options=UplinkOptions(inline_clip_bytes=64 << 10, chunk_bytes=256 << 10, **FAST)).start()
+                options=CloudConfig(inline_clip_bytes=64 << 10, chunk_bytes=256 << 10, **FAST)).start()
     assert wait_for(up.drained)
     up.stop()
     with QueryClient(f"127.0.0.1:{server.port}") as q:
@@ -78,7 +79,7 @@ def test_records_the_outbox_dropped_do_not_stall_the_acks(server, tmp_path):
     st = ob.stats()
     survivors = ob.pending(limit=10_000)
     assert st["dropped"] > 0 and survivors[0].seq > 1
-    up = Uplink(ob, f"127.0.0.1:{server.port}", "lamp-1", token, options=UplinkOptions(**FAST)).start()
+    up = Uplink(ob, f"127.0.0.1:{server.port}", "lamp-1", token, options=CloudConfig(**FAST)).start()
     assert wait_for(up.drained)
     up.stop()
     assert server.app.store.devices.watermark("lamp-1") == st["next_seq"] - 1
@@ -97,7 +98,7 @@ def test_a_late_ack_times_the_session_out_and_the_replay_is_idempotent(tmp_path)
         for _ in range(20):
             put_event(ob)
         up = Uplink(ob, f"127.0.0.1:{srv.port}", "lamp-1", token,
-                    options=UplinkOptions(ack_timeout_s=0.5, batch_records=10, **FAST)).start()
+                    options=CloudConfig(ack_timeout_s=0.5, batch_records=10, **FAST)).start()
         assert wait_for(up.drained, 60)
         up.stop()
         assert up.retries >= 1 and "DEADLINE_EXCEEDED" in up.last_error
@@ -108,7 +109,7 @@ def test_a_refused_token_stops_the_uplink_and_keeps_the_records(server, tmp_path
     server.app.store.devices.add_device("lamp-1")
     ob = Outbox(tmp_path / "outbox.db")
     put_event(ob)
-    up = Uplink(ob, f"127.0.0.1:{server.port}", "lamp-1", "ert_not-a-token", options=UplinkOptions(**FAST)).start()
+    up = Uplink(ob, f"127.0.0.1:{server.port}", "lamp-1", "ert_not-a-token", options=CloudConfig(**FAST)).start()
     assert wait_for(lambda: up.failed is not None, 10)
     assert "UNAUTHENTICATED" in str(up.failed) and up.retries == 0
     assert ob.stats()["depth"] == 2
@@ -118,7 +119,7 @@ def test_a_refused_token_stops_the_uplink_and_keeps_the_records(server, tmp_path
 
 
 def test_an_unreachable_cloud_is_retried_with_growing_jittered_backoff():
-    o = UplinkOptions(backoff_initial_s=0.5, backoff_max_s=8.0)
+    o = CloudConfig(backoff_initial_s=0.5, backoff_max_s=8.0)
     rng = random.Random(1)
     for attempt, cap in [(0, 0.5), (1, 1.0), (3, 4.0), (10, 8.0)]:
         delays = [o.backoff.delay(attempt, rng) for _ in range(300)]
@@ -131,12 +132,12 @@ def test_a_spool_reset_below_the_clouds_watermark_is_refused_loudly(server, tmp_
     ob = Outbox(tmp_path / "a.db")
     for _ in range(5):
         put_event(ob)
-    up = Uplink(ob, f"127.0.0.1:{server.port}", "lamp-1", token, options=UplinkOptions(**FAST)).start()
+    up = Uplink(ob, f"127.0.0.1:{server.port}", "lamp-1", token, options=CloudConfig(**FAST)).start()
     assert wait_for(up.drained)
     up.stop()
     fresh = Outbox(tmp_path / "b.db")  # a re-imaged device: seqs start again at 1
     put_event(fresh)
-    up = Uplink(fresh, f"127.0.0.1:{server.port}", "lamp-1", token, options=UplinkOptions(**FAST)).start()
+    up = Uplink(fresh, f"127.0.0.1:{server.port}", "lamp-1", token, options=CloudConfig(**FAST)).start()
     assert wait_for(lambda: up.failed is not None, 10)
     assert "spool was reset" in str(up.failed)
     up.stop()
@@ -177,11 +178,11 @@ def test_the_uplink_speaks_tls_and_mtls(tmp_path, pki, mutual):
         put_event(ob)
         client = {"tls_cert": str(pki / "client.pem"), "tls_key": str(pki / "client.key")} if mutual else {}
         up = Uplink(ob, f"127.0.0.1:{srv.port}", "lamp-1", token,
-                    options=UplinkOptions(tls_ca=str(pki / "ca.pem"), **client, **FAST)).start()
+                    options=CloudConfig(tls_ca=str(pki / "ca.pem"), **client, **FAST)).start()
         assert wait_for(up.drained, 20)
         up.stop()
         plain = Uplink(Outbox(tmp_path / "p.db"), f"127.0.0.1:{srv.port}", "lamp-1", token,
-                       options=UplinkOptions(**FAST))
+                       options=CloudConfig(**FAST))
         put_event(plain.outbox)
         plain.start()
         time.sleep(1.5)
@@ -189,7 +190,7 @@ def test_the_uplink_speaks_tls_and_mtls(tmp_path, pki, mutual):
         plain.stop()
         if mutual:  # TLS without a client certificate is refused too
             anon = Uplink(Outbox(tmp_path / "q.db"), f"127.0.0.1:{srv.port}", "lamp-1", token,
-                          options=UplinkOptions(tls_ca=str(pki / "ca.pem"), **FAST))
+                          options=CloudConfig(tls_ca=str(pki / "ca.pem"), **FAST))
             put_event(anon.outbox)
             anon.start()
             time.sleep(1.5)
@@ -219,5 +220,5 @@ def test_edge_run_takes_mtls_from_its_flags(tmp_path, pki):
         # A client certificate without its key is refused up front, by name, with no traceback.
         r = edge_run("synth:quiet", tmp_path / "spool2", cloud=f"127.0.0.1:{srv.port}", device_id="lamp-tls",
                      token=token, extra=flags[:4])
-        assert r.returncode == 2 and "tls_cert and tls_key go together" in r.stderr
+        assert r.returncode == 2 and "cloud.tls_cert and cloud.tls_key go together" in r.stderr
         assert "Traceback" not in r.stderr

@@ -15,8 +15,9 @@ from cloud_svc.client import QueryClient
 from cloud_svc.clipstore import S3ClipStore, open_store
 from cloud_svc.errors import ClipMissing, ClipStoreError, ConfigError
 from cloud_svc.server import ServerThread
+from edge_rt.config import CloudConfig
 from edge_rt.outbox import Outbox
-from edge_rt.uplink import Uplink, UplinkOptions
+from edge_rt.uplink import Uplink
 from support import put_event
 
 boto3 = pytest.importorskip("boto3", reason="boto3 is pinned in requirements.lock; make setup installs it")
@@ -115,7 +116,7 @@ def test_a_bucket_outage_is_retried_and_loses_nothing(tmp_path, monkeypatch):
         ob = Outbox(tmp_path / "outbox.db")
         data = os.urandom(30_000)
         seq = _clip_event(ob, "lamp-s3", data)
-        up = Uplink(ob, f"127.0.0.1:{srv.port}", "lamp-s3", token, options=UplinkOptions(**FAST)).start()
+        up = Uplink(ob, f"127.0.0.1:{srv.port}", "lamp-s3", token, options=CloudConfig(**FAST)).start()
         try:
             time.sleep(2.0)  # the bucket is down: the batch is refused as UNAVAILABLE and kept
             assert not up.drained() and up.failed is None and ob.stats()["depth"] == 2
@@ -144,7 +145,7 @@ def test_clips_sent_by_an_edge_round_trip_byte_exact_through_the_bucket(s3, tmp_
         for size in (20_000, 2 * (1 << 20) + 5):  # one inline, one chunked
             data = os.urandom(size)
             clips[_clip_event(ob, "lamp-s3", data)] = data
-        up = Uplink(ob, f"127.0.0.1:{srv.port}", "lamp-s3", token, options=UplinkOptions(**FAST)).start()
+        up = Uplink(ob, f"127.0.0.1:{srv.port}", "lamp-s3", token, options=CloudConfig(**FAST)).start()
         drained = _drain(up, 30)
         up.stop()
         assert drained and up.failed is None
