@@ -47,6 +47,7 @@ mariadb:  ## start MariaDB when it is not answering
 test: setup mariadb
 	$(VENV)/bin/lint-imports  # pyproject.toml: edge_rt and cloud_svc never import each other; edgert imports neither
 	$(VENV)/bin/ruff check edgert edge_rt cloud_svc dashboard tests bench setup.py
+	$(VENV)/bin/mypy  # pyproject.toml [tool.mypy]: the four packages
 	$(PY) -m edge_rt.models verify
 	$(PY) -m pytest -q tests
 	EDGE_RT_PUREPYTHON=1 $(PY) -m pytest -q tests/unit/edgert/yamnet/frontend

@@ -1,7 +1,9 @@
 """The cloud process's one pydantic config: defaults in the model, a YAML file, CLOUD_SVC__ env and CLI overrides."""
 from __future__ import annotations
 
+import json
 import os
+import zlib
 from typing import Any, Optional
 
 from pydantic import Field, model_validator
@@ -86,8 +88,11 @@ class CloudConfig(Strict):
                                                    "else ./clips) or s3://bucket/prefix")
     query_token: Optional[str] = Field(None, min_length=16,
                                        description="when set, Query calls need 'authorization: Bearer <it>'")
-    edge_thresholds: dict[str, float] = Field(default_factory=dict,
-                                              description="label -> threshold pushed to devices on connect")
+    edge_thresholds: dict[str, float] = Field(default_factory=dict, description=(
+        "label -> threshold pushed to devices on connect; they apply it without a restart and keep it"))
+    edge_config_version: Optional[int] = Field(None, ge=1, description=(
+        "the version of edge_thresholds that devices report back in their heartbeat; unset: derived from the "
+        "thresholds, so any change is a new version"))
     ingest: IngestConfig = IngestConfig()
     verify: VerifyConfig = VerifyConfig()
     fleet: FleetConfig = FleetConfig()
@@ -98,7 +103,23 @@ class CloudConfig(Strict):
         bad = {k: v for k, v in self.edge_thresholds.items() if not 0.0 < v <= 1.0}
         if bad:
             raise ValueError(f"edge_thresholds must be in (0, 1]: {bad}")
+        known = set(labels.scoring(calibrated=False).labels)
+        unknown = sorted(set(self.edge_thresholds) - known)
+        if unknown:
+            raise ValueError(f"edge_thresholds names labels the taxonomy does not have: {unknown}; "
+                             f"known: {sorted(known)}")
         return self
+
+    @property
+    def pushed_version(self) -> int:
+        """The version pushed with edge_thresholds: the configured one, else a number derived from the thresholds
+        (never 0, which means "nothing pushed"); 0 when there are no thresholds to push."""
+        if not self.edge_thresholds:
+            return 0
+        if self.edge_config_version is not None:
+            return self.edge_config_version
+        canonical = json.dumps(self.edge_thresholds, sort_keys=True).encode()
+        return zlib.crc32(canonical) or 1
 
 
 def load(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,

@@ -138,7 +138,7 @@ def cmd_run(args) -> int:
 
         uplink = Uplink(outbox, cfg.cloud.address, cfg.device_id, cfg.cloud.token or "",
                         heartbeat=lambda: {**pipe.heartbeat(), **pushed.heartbeat()},
-                        on_config=lambda c: pushed.offer(Push(int(c.version), dict(c.thresholds))),
+                        on_config=lambda c: pushed.offer(Push.from_message(c)),
                         options=cfg.cloud)
     drained = (lambda: uplink.failed is not None or uplink.drained()) if uplink else None
     pipe = Pipeline(cfg, source, be, outbox, head=Head.load_optional(cfg.runtime.model_dir), drained=drained)

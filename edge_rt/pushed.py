@@ -31,6 +31,12 @@ class Push:
     version: int
     thresholds: dict[str, float]
 
+    @classmethod
+    def from_message(cls, msg) -> "Push":
+        """An edgert.v1.ConfigPush; its float32 thresholds rounded to the 6 digits they hold (0.999, not
+        0.9990000128746033)."""
+        return cls(int(msg.version), {str(k): round(float(v), 6) for k, v in msg.thresholds.items()})
+
 
 def laid_over(cfg: EdgeConfig, push: Push) -> EdgeConfig:
     """`cfg` with the push's thresholds; ConfigError naming what is wrong with the push."""

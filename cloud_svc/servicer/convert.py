@@ -242,8 +242,8 @@ def reject(code: int, field: str, message: str, seq: int = 0) -> ingest_pb2.Inge
     return ingest_pb2.IngestResponse(reject=ingest_pb2.Reject(code=code, field=field, message=message[:1000], seq=seq))
 
 
-def config_push(thresholds: dict[str, float], sample_rate: float) -> ingest_pb2.IngestResponse:
-    return ingest_pb2.IngestResponse(config=ingest_pb2.ConfigPush(thresholds=thresholds,
+def config_push(thresholds: dict[str, float], sample_rate: float, version: int) -> ingest_pb2.IngestResponse:
+    return ingest_pb2.IngestResponse(config=ingest_pb2.ConfigPush(thresholds=thresholds, version=version,
                                                                   verify_sample_rate=sample_rate))
 
 

@@ -188,7 +188,8 @@ class IngestServicer:
             agent = convert.text(h.agent, "hello.agent", required=False)
             mark = await asyncio.to_thread(self.devices.hello, s.device_id, agent)
             s.out.put_nowait(convert.ack(s.device_id, mark))
-            s.out.put_nowait(convert.config_push(self.cfg.edge_thresholds, self.cfg.verify.sample_rate))
+            s.out.put_nowait(convert.config_push(self.cfg.edge_thresholds, self.cfg.verify.sample_rate,
+                                                 self.cfg.pushed_version))
         else:
             raise InvalidMessage("msg", "one of hello, batch, heartbeat, clip_chunk is required")
 

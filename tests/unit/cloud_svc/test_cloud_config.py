@@ -43,3 +43,14 @@ def test_yaml_then_env_then_overrides(tmp_path):
     cfg = config.load(f, {"fleet.window_s": 7}, env={"CLOUD_SVC__VERIFY__SAMPLE_RATE": "0.3",
                                                      "CLOUD_SVC__FLEET__WINDOW_S": "6"})
     assert (cfg.fleet.radius_m, cfg.fleet.window_s, cfg.verify.sample_rate) == (100, 7, 0.3)
+
+
+def test_pushed_thresholds_carry_a_version_given_or_derived_and_name_only_taxonomy_labels():
+    assert config.load(None, {}, env={}).pushed_version == 0  # nothing to push
+    given = config.load(None, {"edge_thresholds": {"scream": 0.5}, "edge_config_version": 12}, env={})
+    assert given.pushed_version == 12
+    a = config.load(None, {"edge_thresholds": {"scream": 0.5}}, env={}).pushed_version
+    b = config.load(None, {"edge_thresholds": {"scream": 0.6}}, env={}).pushed_version
+    assert a and b and a != b and a == config.load(None, {"edge_thresholds": {"scream": 0.5}}, env={}).pushed_version
+    with pytest.raises(ConfigError, match=r"labels the taxonomy does not have: \['screm'\]"):
+        config.load(None, {"edge_thresholds": {"screm": 0.5}}, env={})
