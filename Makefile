@@ -56,7 +56,7 @@ bench: setup mariadb
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf build *.egg-info edge_rt/**/*.so cext/*.c
+	rm -rf build *.egg-info edge_rt/**/*.so edgert/**/*.so cext/*.c edgert/yamnet/frontend/_cfrontend.c edge_rt/ring/_cring.c
 
 distclean: clean
 	rm -rf $(VENV) edgert/v1 models/.cache models/*.onnx models/*.tflite models/*.engine models/manifest.json tests/golden/*.npz

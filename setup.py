@@ -1,4 +1,4 @@
-"""Build the edge_rt package and its Cython kernels from cext/.
+"""Build the packages and their Cython modules (beside their Python twins; C headers in cext/).
 
 A failed C build fails the install; it never falls back silently. EDGE_RT_PUREPYTHON=1 skips the
 compiled modules entirely, and edge_rt then uses the numpy twins.
@@ -16,10 +16,11 @@ C_FLAGS = ["-O3", "-fno-wrapv", "-fno-math-errno", "-fno-trapping-math", "-ffp-c
 if os.uname().machine == "x86_64":
     C_FLAGS.append("-march=x86-64-v3")
 
-# (module, sources, libraries): every compiled kernel lives in cext/.
+# (module, sources, libraries): each Cython module sits beside its numpy/Python twin; the C headers it includes
+# (the kernels: FFT, frames, ring) live in cext/.
 KERNELS = [
-    ("edgert.yamnet.frontend._cfrontend", ["cext/_cfrontend.pyx"], []),
-    ("edge_rt.ring._cring", ["cext/_cring.pyx"], []),
+    ("edgert.yamnet.frontend._cfrontend", ["edgert/yamnet/frontend/_cfrontend.pyx"], []),
+    ("edge_rt.ring._cring", ["edge_rt/ring/_cring.pyx"], []),
 ]
 
 
