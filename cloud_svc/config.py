@@ -32,6 +32,11 @@ class IngestConfig(Strict):
                                 description="token lookups are cached this long; revocation takes effect after it")
     drain_timeout_s: float = Field(10.0, ge=0.0, le=600.0, description="shutdown waits this long for commits")
     stale_after_s: float = Field(120.0, gt=0.0, description="a device without a heartbeat this long is stale")
+    keepalive_s: float = Field(60.0, gt=0.0, le=7200.0, description="the server pings idle connections this often ...")
+    keepalive_timeout_s: float = Field(20.0, gt=0.0, le=600.0,
+                                       description="... and drops those that do not answer within this")
+    min_client_ping_s: float = Field(5.0, gt=0.0, le=600.0,
+                                     description="devices may ping an idle connection this often, or less")
 
 
 class VerifyConfig(Strict):

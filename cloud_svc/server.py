@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from cloud_svc.auth import StaticTokenAuth, TokenAuth
 from cloud_svc.clipstore import open_store
-from cloud_svc.config import CloudConfig
+from cloud_svc.config import CloudConfig, IngestConfig
 from cloud_svc.db import make_engine
 from cloud_svc.errors import ConfigError
 from cloud_svc.ingest import Committer
@@ -33,14 +33,15 @@ INGEST = "edgert.v1.Ingest"
 QUERY = "edgert.v1.Query"
 
 
-def server_options(max_message_bytes: int, reuse_port: bool = False) -> list[tuple[str, int]]:
+def server_options(ic: IngestConfig, reuse_port: bool = False) -> list[tuple[str, int]]:
+    """gRPC server options from the ingest settings: message limits and keepalives."""
     return [
-        ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.max_send_message_length", max_message_bytes),
-        ("grpc.keepalive_time_ms", 60_000),               # the server pings idle connections ...
-        ("grpc.keepalive_timeout_ms", 20_000),            # ... and drops those that stay silent
+        ("grpc.max_receive_message_length", ic.max_message_bytes),
+        ("grpc.max_send_message_length", ic.max_message_bytes),
+        ("grpc.keepalive_time_ms", int(ic.keepalive_s * 1000)),  # the server pings idle connections ...
+        ("grpc.keepalive_timeout_ms", int(ic.keepalive_timeout_s * 1000)),  # ... and drops the silent ones
         ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),  # devices may ping every 5 s or slower
+        ("grpc.http2.min_ping_interval_without_data_ms", int(ic.min_client_ping_s * 1000)),
         ("grpc.http2.max_ping_strikes", 0),
         # A second server on the port fails instead of sharing it, unless sharing is the point (serve --procs).
         ("grpc.so_reuseport", 1 if reuse_port else 0),
@@ -55,7 +56,7 @@ def create_server(addr: str, app: "CloudApp") -> tuple[grpc.aio.Server, int]:
     """Build the grpc.aio server with every service registered and bind `addr` (port 0 picks a free port).
     Starting it is the caller's business."""
     cfg = app.cfg
-    server = grpc.aio.server(options=server_options(cfg.ingest.max_message_bytes, app.reuse_port))
+    server = grpc.aio.server(options=server_options(cfg.ingest, app.reuse_port))
     server.add_generic_rpc_handlers((app.ingest.handler(),))
     app.query.register(server)
     health_pb2_grpc.add_HealthServicer_to_server(app.health, server)

@@ -54,3 +54,15 @@ def test_pushed_thresholds_carry_a_version_given_or_derived_and_name_only_taxono
     assert a and b and a != b and a == config.load(None, {"edge_thresholds": {"scream": 0.5}}, env={}).pushed_version
     with pytest.raises(ConfigError, match=r"labels the taxonomy does not have: \['screm'\]"):
         config.load(None, {"edge_thresholds": {"screm": 0.5}}, env={})
+
+
+def test_the_servers_keepalives_come_from_its_config():
+    from cloud_svc.server import server_options
+
+    cfg = config.load(None, {"ingest.keepalive_s": 30, "ingest.keepalive_timeout_s": 5, "ingest.min_client_ping_s": 2},
+                      env={})
+    opts = dict(server_options(cfg.ingest))
+    assert (opts["grpc.keepalive_time_ms"], opts["grpc.keepalive_timeout_ms"]) == (30_000, 5_000)
+    assert opts["grpc.http2.min_ping_interval_without_data_ms"] == 2_000
+    with pytest.raises(ConfigError, match="keepalive_timeout_s"):
+        config.load(None, {"ingest.keepalive_timeout_s": 0}, env={})
