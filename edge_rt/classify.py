@@ -15,6 +15,7 @@ from edge_rt.detector import Detector
 from edge_rt.errors import EdgeRtError
 from edgert.errors import CoreError
 from edgert.yamnet.backends import Backend
+from edgert.yamnet.classmap import top_classes
 from edgert.yamnet.head import Head
 from edgert.yamnet.params import PARAMS
 
@@ -22,8 +23,8 @@ log = logging.getLogger("edge_rt.classify")
 
 
 def top_k(scores: np.ndarray, names, k: int) -> list[list]:
-    idx = np.argsort(scores)[::-1][:k]
-    return [[names[i], round(float(scores[i]), 4)] for i in idx]
+    """The contract's [[class, score] x k], scores to 4 decimals."""
+    return [[n, round(s, 4)] for n, s in top_classes(scores, names, k)]
 
 
 def classify_waveform(wave: np.ndarray, cfg: EdgeConfig, backend: Backend, names, head: Optional[Head]) -> dict:

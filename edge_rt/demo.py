@@ -11,16 +11,14 @@ from rich.table import Table
 from edge_rt.models import golden
 from edgert.errors import BackendUnavailableError
 from edgert.yamnet import backends
-from edgert.yamnet.classmap import class_names
+from edgert.yamnet.classmap import class_names, top_classes
 
 SCENARIO = "synth:tour"
 
 
 def top(scores: np.ndarray, names: tuple[str, ...], k: int = 3) -> str:
     """Top-k classes of the clip (mean over patches) as 'name score' text."""
-    mean = scores.mean(axis=0)
-    idx = np.argsort(mean)[::-1][:k]
-    return ", ".join(f"{names[i]} {mean[i]:.2f}" for i in idx)
+    return ", ".join(f"{n} {s:.2f}" for n, s in top_classes(scores.mean(axis=0), names, k))
 
 
 def golden_table(console: Console, backend_names=("onnxruntime", "tflite", "tflite-fp16")) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 
 from edge_rt.config import DetectorConfig, RuleConfig
 from edgert.labels import LabelScorer
+from edgert.yamnet.classmap import top_classes
 from edgert.yamnet.params import PARAMS
 
 log = logging.getLogger("edge_rt.detector")
@@ -208,9 +209,8 @@ class Detector:
         scores = self.label_scores(w)
         loud = w.dbfs >= self.cfg.loudness_gate_dbfs
         if hear.isEnabledFor(logging.DEBUG):
-            top = np.argsort(w.scores)[::-1][: self.cfg.top_k]
             hear.debug("t=%.2f %.0f dBFS hears %s", w.start_s, w.dbfs,
-                       ", ".join(f"{self.names[i]} {w.scores[i]:.2f}" for i in top))
+                       ", ".join(f"{n} {s:.2f}" for n, s in top_classes(w.scores, self.names, self.cfg.top_k)))
         for t in self.tracks:
             hit = loud and scores[t.pos] >= t.threshold
             ev = t.active
@@ -253,9 +253,7 @@ class Detector:
         if w.embedding is not None:
             ev._emb_sum = w.embedding.astype(np.float64) if ev._emb_sum is None else ev._emb_sum + w.embedding
             ev._emb_n += 1
-        mean = ev._score_sum / ev.hits
-        top = np.argsort(mean)[::-1][: self.cfg.top_k]
-        ev.classes = [(self.names[i], float(mean[i])) for i in top]
+        ev.classes = top_classes(ev._score_sum / ev.hits, self.names, self.cfg.top_k)
 
     def _close(self, t: _LabelTrack) -> Event:
         ev = t.active

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 from functools import lru_cache
 from pathlib import Path
+from typing import Sequence
 
 from edgert.errors import ModelMissingError
 from edgert.yamnet import paths
@@ -22,3 +23,11 @@ def class_names(model_dir: Path | None = None) -> tuple[str, ...]:
     if len(names) != PARAMS.num_classes:
         raise ModelMissingError(f"{path} has {len(names)} classes, expected {PARAMS.num_classes}: {paths.BUILD_HINT}")
     return names
+
+
+def top_classes(scores, names: Sequence[str], k: int) -> list[tuple[str, float]]:
+    """The k best classes of float[521] `scores`, best first, as (name, score)."""
+    import numpy as np
+
+    scores = np.asarray(scores)
+    return [(names[i], float(scores[i])) for i in np.argsort(scores)[::-1][:k]]
