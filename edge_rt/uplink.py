@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 
 import grpc
 
+from edge_rt import records
 from edge_rt.config import CloudConfig
 from edge_rt.errors import EdgeRtError
 from edge_rt.outbox import Outbox, Record
@@ -32,15 +33,6 @@ AGENT = "edge_rt/0.1"
 
 class UplinkError(EdgeRtError):
     """The cloud refused this device for good (bad token, revoked, ...) or the uplink is misconfigured."""
-
-
-def _pb():
-    try:
-        from edgert.v1 import common_pb2, ingest_pb2, ingest_pb2_grpc
-    except ImportError as exc:
-        raise UplinkError(f"the generated gRPC code is missing ({exc}): run `make setup` "
-                          "(or `python -m edgert.protos_build`)") from exc
-    return common_pb2, ingest_pb2, ingest_pb2_grpc
 
 
 class _Retry(Exception):
@@ -63,7 +55,10 @@ class Uplink:
             raise UplinkError(f"--cloud must be HOST:PORT, got {target!r}")
         if not token:
             raise UplinkError("the uplink needs a device token (`python -m cloud_svc devices add ID`)")
-        self.common_pb2, self.pb, self.grpc_mod = _pb()
+        self.pb = records.pb()  # a clear error when the generated code is missing
+        from edgert.v1 import ingest_pb2_grpc  # generated with ingest_pb2
+
+        self.grpc_mod = ingest_pb2_grpc
         self.outbox, self.target, self.device_id, self.token = outbox, target, device_id, token
         self.heartbeat, self.o, self.agent, self.on_config = heartbeat, options or CloudConfig(), agent, on_config
         self._stop = threading.Event()
