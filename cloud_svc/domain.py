@@ -100,6 +100,19 @@ class Verified(Enum):
     NONE = "none"
 
 
+class Reviewed(str, Enum):
+    """Which events by their current review: any, not reviewed, reviewed, or one decision."""
+    ANY = "any"
+    NONE = "none"
+    REVIEWED = "reviewed"
+    REAL = "real"
+    FALSE_ALARM = "false_alarm"
+    WRONG_LABEL = "wrong_label"
+
+
+EVENT_ORDER = ("id", "start_ns", "label", "device_id", "score")  # the columns events can be sorted by
+
+
 @dataclass(slots=True, frozen=True)
 class BBox:
     min_lat: float
@@ -118,6 +131,11 @@ class EventFilter:
     verified: Verified = Verified.ANY
     limit: int = 1000
     after_id: int = 0
+    reviewed: Reviewed = Reviewed.ANY
+    order: str = "id"            # one of EVENT_ORDER; with `descending` and `offset`: the dashboard's paging
+    descending: bool = False
+    offset: int = 0
+    ids: Optional[list[int]] = None
 
 
 @dataclass(slots=True)
@@ -161,6 +179,7 @@ class EventView:
     clip: Optional[ClipView] = None
     clip_dropped: Optional[str] = None
     verification: Optional[VerificationView] = None
+    review: Optional["ReviewView"] = None
 
 
 @dataclass(slots=True)
@@ -184,6 +203,9 @@ class AlertEventRef:
     seq: int
     event_id: str
     label: str
+    lat: Optional[float] = None
+    lon: Optional[float] = None
+    event_pk: int = 0
 
 
 @dataclass(slots=True)
@@ -232,3 +254,86 @@ class VerifyResult:
     scores: dict[str, float]         # label -> the verifier's score
     agree: Optional[bool]            # None when the verifier could not judge (e.g. no clip)
     note: Optional[str] = None
+
+
+class Decision(str, Enum):
+    """A reviewer's verdict on an event."""
+    REAL = "real"
+    FALSE_ALARM = "false_alarm"
+    WRONG_LABEL = "wrong_label"
+
+
+@dataclass(slots=True)
+class ReviewView:
+    id: int
+    event_pk: int
+    decision: str           # a Decision value
+    label: Optional[str]    # the right label, for wrong_label
+    reviewer: str
+    note: Optional[str]
+    created_ns: int
+
+
+@dataclass(slots=True)
+class ReviewedClip:
+    """A reviewed event with a clip: one row of the exported label pack."""
+    event_pk: int
+    device_id: str
+    event_id: str
+    edge_label: str
+    review: ReviewView
+    clip_sha256: str
+    clip_format: str
+    clip_rate: int
+    clip_preroll_s: float
+    start_ns: int
+    end_ns: Optional[int]
+
+
+@dataclass(slots=True)
+class DeviceConfigView:
+    device_id: str
+    thresholds: dict[str, float]
+    version: int
+    set_by: str
+    set_ns: int
+
+
+@dataclass(slots=True)
+class HealthSample:
+    ts_ns: int
+    figures: dict[str, float]
+    outbox_depth: int
+
+
+@dataclass(slots=True)
+class MapCell:
+    """Events aggregated on a grid (the map's server-side clusters); one event when count is 1."""
+    lat: float
+    lon: float
+    count: int
+    distress: int         # how many of them have a distress label
+    event_pk: int         # the cell's first event
+    label: str            # the cell's most frequent label
+    labels: dict[str, int]
+
+
+@dataclass(slots=True)
+class LabelReviews:
+    label: str
+    reviewed: int
+    real: int
+    false_alarm: int
+    wrong_label: int
+
+    @property
+    def agreement(self) -> float:
+        return self.real / self.reviewed if self.reviewed else 0.0
+
+
+@dataclass(slots=True)
+class DeviceFalseAlarms:
+    device_id: str
+    events: int
+    reviewed: int
+    false_alarms: int

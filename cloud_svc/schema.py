@@ -172,3 +172,36 @@ cursors = sa.Table(
     sa.Column("value", sa.BigInteger, nullable=False),
     **MYSQL,
 )
+
+reviews = sa.Table(
+    "reviews", metadata,  # a person's decision on an event; append-only, the latest per event is the current one
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("event_pk", Id, sa.ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),     # real | false_alarm | wrong_label
+    sa.Column("label", sa.String(64), nullable=True),         # the right label, for wrong_label
+    sa.Column("reviewer", sa.String(128), nullable=False),
+    sa.Column("note", sa.String(512), nullable=True),
+    sa.Column("created_ns", sa.BigInteger, nullable=False),
+    sa.Index(None, "event_pk", "id"),
+    sa.Index(None, "created_ns"),
+    **MYSQL,
+)
+
+device_health = sa.Table(
+    "device_health", metadata,  # heartbeat samples, at most one per device per health_sample_s: the history
+    sa.Column("device_id", sa.String(128), sa.ForeignKey("devices.id"), primary_key=True),
+    sa.Column("ts_ns", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("figures", sa.JSON, nullable=False),
+    sa.Column("outbox_depth", sa.BigInteger, nullable=False, server_default="0"),
+    **MYSQL,
+)
+
+device_configs = sa.Table(
+    "device_configs", metadata,  # detector thresholds pushed to one device (ConfigPush), set from the dashboard
+    sa.Column("device_id", sa.String(128), sa.ForeignKey("devices.id"), primary_key=True),
+    sa.Column("thresholds", sa.JSON, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("set_by", sa.String(128), nullable=False),
+    sa.Column("set_ns", sa.BigInteger, nullable=False),
+    **MYSQL,
+)

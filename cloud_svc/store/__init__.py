@@ -1,7 +1,8 @@
 """The cloud's storage, the only code that opens database connections: one engine, split by concern.
 
 Callers use the part they need: `store.devices` (registry, tokens), `store.ingest` (the committer's writes),
-`store.queries` (read models), `store.jobs` (verification claims) and `store.fleet` (the correlator's storage,
+`store.queries` (read models), `store.reviews` (people's decisions on events), `store.jobs` (verification
+claims) and `store.fleet` (the correlator's storage,
 kept beside its algorithm in cloud_svc.fleet). The schema belongs to cloud_svc/migrations.
 """
 from __future__ import annotations
@@ -19,22 +20,31 @@ from cloud_svc.store.devices import DeviceStore
 from cloud_svc.store.ingest import IngestStore
 from cloud_svc.store.jobs import JobStore
 from cloud_svc.store.queries import QueryStore
+from cloud_svc.store.reviews import ReviewStore
 
-__all__ = ["DeviceStore", "IngestStore", "JobStore", "QueryStore", "Store"]
+__all__ = ["DeviceStore", "IngestStore", "JobStore", "QueryStore", "ReviewStore", "Store"]
+
+
+def _taxonomy_labels() -> list[str]:
+    from edgert import labels
+
+    return list(labels.scoring(calibrated=False).labels)
 
 
 class Store:
     """Owns one engine and every part of the store over it. Thread-safe (a connection per call)."""
 
     def __init__(self, engine: Engine, *, distress_labels: Iterable[str] = (), sample_rate: float = 0.0,
-                 stale_after_s: float = 120.0, clip_uri: Optional[Callable[[str], str]] = None):
+                 stale_after_s: float = 120.0, clip_uri: Optional[Callable[[str], str]] = None,
+                 known_labels: Optional[Iterable[str]] = None, health_sample_s: float = 60.0):
         self.engine = engine
         self.db = Database(engine)
         self.sqlite = self.db.sqlite
         self.devices = DeviceStore(self.db)
         self.ingest = IngestStore(self.db, distress_labels=distress_labels, sample_rate=sample_rate,
-                                  clip_uri=clip_uri)
+                                  clip_uri=clip_uri, health_sample_s=health_sample_s)
         self.queries = QueryStore(self.db, stale_after_s=stale_after_s)
+        self.reviews = ReviewStore(self.db, known_labels=_taxonomy_labels() if known_labels is None else known_labels)
         self.jobs = JobStore(self.db)
         self.fleet = FleetStore(self.db)
 

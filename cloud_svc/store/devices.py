@@ -4,16 +4,18 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from typing import Sequence
+from typing import Optional, Sequence
 
 import sqlalchemy as sa
 
+from cloud_svc.domain import DeviceConfigView
 from cloud_svc.errors import AlreadyExists, NotFound, Unauthenticated
-from cloud_svc.schema import devices
+from cloud_svc.schema import device_configs, devices
 from cloud_svc.store.base import Database, chunks
 
 TOKEN_BYTES = 32          # 256 random bits: a plain sha256 of the token is a safe thing to store
 TOKEN_PREFIX = "ert_"
+DEVICE_VERSION_BASE = 1 << 32  # per-device config versions start above this; cloud-wide ones stay below
 
 
 def hash_token(token: str) -> str:
@@ -108,3 +110,29 @@ class DeviceStore:
             with self.db.write() as conn:
                 conn.execute(devices.update().where(devices.c.id == device_id).values(agent=agent[:128]))
         return int(row.acked_seq)
+
+    def set_config(self, device_id: str, thresholds: dict[str, float], set_by: str) -> DeviceConfigView:
+        """Detector thresholds for one device, pushed to it (ConfigPush) when it next connects or heartbeats.
+        Each change gets a new version, higher than any this device was given before."""
+        now = time.time_ns()
+        with self.db.write() as conn:
+            if conn.scalar(sa.select(devices.c.id).where(devices.c.id == device_id)) is None:
+                raise NotFound(f"no device {device_id!r}")
+            old = conn.scalar(sa.select(device_configs.c.version).where(device_configs.c.device_id == device_id)
+                              .with_for_update())
+            # versions above the cloud-wide ones (which are < 2**31): a device never mistakes one for the other
+            version = max(int(old or 0) + 1, DEVICE_VERSION_BASE + 1)
+            row = {"thresholds": dict(thresholds), "version": version, "set_by": set_by[:128], "set_ns": now}
+            if old is None:
+                conn.execute(device_configs.insert().values(device_id=device_id, **row))
+            else:
+                conn.execute(device_configs.update().where(device_configs.c.device_id == device_id).values(**row))
+        return DeviceConfigView(device_id, dict(thresholds), version, set_by[:128], now)
+
+    def config_for(self, device_id: str) -> Optional[DeviceConfigView]:
+        with self.db.read() as conn:
+            r = conn.execute(sa.select(device_configs).where(device_configs.c.device_id == device_id)).first()
+        if r is None:
+            return None
+        return DeviceConfigView(r.device_id, {str(k): float(v) for k, v in dict(r.thresholds).items()},
+                                int(r.version), r.set_by, int(r.set_ns))

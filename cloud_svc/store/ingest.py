@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from cloud_svc.domain import AlertIn, BatchIn, CommitResult, EventIn, HeartbeatIn, RecordIn, RejectIn
-from cloud_svc.schema import alert_events, alerts, devices, events
+from cloud_svc.schema import alert_events, alerts, device_health, devices, events
 from cloud_svc.store.base import Database, chunks
 
 EVENT_COLUMNS = ("device_id", "seq", "event_id", "label", "start_ns", "score", "lat", "lon", "backend",
@@ -48,8 +48,10 @@ class IngestStore:
     verification jobs (distress labels and a random sample). Remembers the event pks it committed."""
 
     def __init__(self, db: Database, *, distress_labels: Iterable[str] = (), sample_rate: float = 0.0,
-                 clip_uri: Optional[Callable[[str], str]] = None):
+                 clip_uri: Optional[Callable[[str], str]] = None, health_sample_s: float = 60.0):
         self.db = db
+        self.health_sample_ns = int(health_sample_s * 1e9)
+        self._sampled_ns: dict[str, int] = {}  # device -> when its last health sample was written (this process)
         self.clip_uri = clip_uri  # sha256 -> where the clip store keeps it
         self.distress_labels = frozenset(distress_labels)
         self.sample_rate = sample_rate
@@ -115,12 +117,20 @@ class IngestStore:
             self.db.bulk.update_by_key(conn, "devices", "id", {
                 "acked_seq": changed, "lat": {d: p[0] for d, p in positions.items()},
                 "lon": {d: p[1] for d, p in positions.items()}})
+            samples: list[tuple[str, dict]] = []
             for h in heartbeats:
                 if h.device_id in marks:
                     conn.execute(devices.update().where(devices.c.id == h.device_id).values(
                         last_heartbeat_ns=now, health={"figures": h.figures, "info": h.info,
                                                        "outbox_depth": h.outbox_depth,
                                                        "outbox_dropped": h.outbox_dropped, "sent_ns": h.sent_ns}))
+                    if now - self._sampled_ns.get(h.device_id, 0) >= self.health_sample_ns:
+                        samples.append((h.device_id, {"device_id": h.device_id, "ts_ns": now, "figures": h.figures,
+                                                       "outbox_depth": int(h.outbox_depth)}))
+            if samples:  # the health history the dashboard draws, thinned to one sample per health_sample_s
+                conn.execute(self.db.insert_ignore(device_health), [row for _, row in samples])
+        for device_id, _ in samples:
+            self._sampled_ns[device_id] = now
         self._remember_pks(learned)  # only now: a rolled-back transaction's pks never existed
         return CommitOutcome(results, n_alerts)
 
