@@ -6,25 +6,44 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
-from typing import Optional
+from typing import Optional, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from cloud_svc.domain import (
+    EVENT_ORDER,
     Agreement,
     AlertEventRef,
     AlertView,
     ClipView,
+    DeviceFalseAlarms,
     DeviceView,
     EventFilter,
     EventView,
+    HealthSample,
+    LabelReviews,
+    MapCell,
+    Reviewed,
+    ReviewView,
     VerificationView,
     Verified,
 )
-from cloud_svc.errors import NotFound
-from cloud_svc.schema import alert_events, alerts, clips, devices, event_ends, events, top_classes, verifications
+from cloud_svc.errors import InvalidMessage, NotFound
+from cloud_svc.schema import (
+    alert_events,
+    alerts,
+    clips,
+    device_health,
+    devices,
+    event_ends,
+    events,
+    reviews,
+    top_classes,
+    verifications,
+)
 from cloud_svc.store.base import Database, chunks
+from cloud_svc.store.reviews import latest_review_ids
 
 DEGRADED_FIGURES = ("outbox_dropped", "ring_overruns", "loop_errors")
 
@@ -36,18 +55,14 @@ class QueryStore:
         self.db = db
         self.stale_after_ns = int(stale_after_s * 1e9)
 
-    def list_events(self, f: EventFilter) -> list[EventView]:
-        e, x, c, v = events, event_ends, clips, verifications
-        q = (sa.select(e, x.c.end_ns, x.c.score.label("final_score"), x.c.clip_dropped,
-                       c.c.sha256.label("clip_sha256"), c.c.size.label("clip_size"),
-                       c.c.format.label("clip_format"), c.c.sample_rate.label("clip_rate"),
-                       c.c.uri.label("clip_uri"), c.c.start_ns.label("clip_start_ns"),
-                       c.c.preroll_s.label("clip_preroll_s"), v.c.status.label("v_status"),
-                       v.c.reason.label("v_reason"), v.c.verifier.label("v_verifier"), v.c.labels.label("v_labels"),
-                       v.c.scores.label("v_scores"), v.c.agree.label("v_agree"), v.c.error.label("v_error"))
-             .select_from(e.outerjoin(x, x.c.event_pk == e.c.id).outerjoin(c, c.c.event_pk == e.c.id)
-                          .outerjoin(v, v.c.event_pk == e.c.id))
-             .where(e.c.id > f.after_id).order_by(e.c.id).limit(f.limit))
+    def _where(self, q, f: EventFilter, *, joined=None):
+        """`q` (selecting from events) narrowed to filter `f`; `joined`: the alias of the current reviews when q
+        already outer-joins them and verifications (list_events), else they are joined here when needed."""
+        e, v = events, verifications
+        if f.ids is not None:
+            q = q.where(e.c.id.in_(f.ids or [-1]))
+        if f.after_id:
+            q = q.where(e.c.id > f.after_id)
         if f.start_ns is not None:
             q = q.where(e.c.start_ns >= f.start_ns)
         if f.end_ns is not None:
@@ -71,7 +86,45 @@ class QueryStore:
             Verified.NONE: v.c.id.is_(None),
         }.get(f.verified)
         if verified is not None:
+            if joined is None:
+                q = q.outerjoin(v, v.c.event_pk == e.c.id)
             q = q.where(verified)
+        if f.reviewed is not Reviewed.ANY:
+            rv = joined
+            if rv is None:
+                rv = reviews.alias("r")
+                q = q.outerjoin(rv, sa.and_(rv.c.event_pk == e.c.id, rv.c.id.in_(sa.select(latest_review_ids().c.id))))
+            q = q.where({
+                Reviewed.NONE: rv.c.id.is_(None),
+                Reviewed.REVIEWED: rv.c.id.is_not(None),
+            }.get(f.reviewed, rv.c.decision == f.reviewed.value))
+        return q
+
+    def list_events(self, f: EventFilter) -> list[EventView]:
+        """Events matching `f`, by id after `f.after_id` (the Query API's keyset paging), or sorted by `f.order`
+        from `f.offset` (the dashboard's pages)."""
+        if f.order not in EVENT_ORDER:
+            raise InvalidMessage("order", f"{f.order!r} is not one of {list(EVENT_ORDER)}")
+        e, x, c, v = events, event_ends, clips, verifications
+        rv = reviews.alias("r")
+        cur = latest_review_ids()
+        q = (sa.select(e, x.c.end_ns, x.c.score.label("final_score"), x.c.clip_dropped,
+                       c.c.sha256.label("clip_sha256"), c.c.size.label("clip_size"),
+                       c.c.format.label("clip_format"), c.c.sample_rate.label("clip_rate"),
+                       c.c.uri.label("clip_uri"), c.c.start_ns.label("clip_start_ns"),
+                       c.c.preroll_s.label("clip_preroll_s"), v.c.status.label("v_status"),
+                       v.c.reason.label("v_reason"), v.c.verifier.label("v_verifier"), v.c.labels.label("v_labels"),
+                       v.c.scores.label("v_scores"), v.c.agree.label("v_agree"), v.c.error.label("v_error"),
+                       rv.c.id.label("r_id"), rv.c.decision.label("r_decision"), rv.c.label.label("r_label"),
+                       rv.c.reviewer.label("r_reviewer"), rv.c.note.label("r_note"),
+                       rv.c.created_ns.label("r_created_ns"))
+             .select_from(e.outerjoin(x, x.c.event_pk == e.c.id).outerjoin(c, c.c.event_pk == e.c.id)
+                          .outerjoin(v, v.c.event_pk == e.c.id)
+                          .outerjoin(rv, sa.and_(rv.c.event_pk == e.c.id, rv.c.id.in_(sa.select(cur.c.id))))))
+        q = self._where(q, f, joined=rv)
+        col = e.c[f.order]
+        q = q.order_by(col.desc() if f.descending else col, e.c.id.desc() if f.descending else e.c.id)
+        q = q.limit(f.limit).offset(f.offset)
         with self.db.read() as conn:
             rows = conn.execute(q).all()
             cls = self._classes(conn, [r.id for r in rows])
@@ -81,10 +134,124 @@ class QueryStore:
                             r.clip_preroll_s) if r.clip_sha256 else None
             ver = VerificationView(r.v_status, r.v_reason, r.v_verifier, list(r.v_labels or []),
                                    dict(r.v_scores or {}), r.v_agree, r.v_error) if r.v_status else None
+            rev = ReviewView(int(r.r_id), int(r.id), r.r_decision, r.r_label, r.r_reviewer, r.r_note,
+                             int(r.r_created_ns)) if r.r_id is not None else None
             score = r.final_score if r.final_score is not None else r.score
             out.append(EventView(r.id, r.device_id, r.seq, r.event_id, r.label, r.start_ns, r.end_ns, score,
                                  cls.get(r.id, []), r.lat, r.lon, r.backend, r.model_sha256, r.received_ns, clip,
-                                 r.clip_dropped, ver))
+                                 r.clip_dropped, ver, rev))
+        return out
+
+    def get_event(self, pk: int) -> EventView:
+        found = self.list_events(EventFilter(ids=[pk], limit=1))
+        if not found:
+            raise NotFound(f"no event {pk}")
+        return found[0]
+
+    def count_matching(self, f: EventFilter) -> int:
+        """How many events match `f` (its paging fields aside)."""
+        q = self._where(sa.select(sa.func.count()).select_from(events), f)
+        with self.db.read() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    def _floor(self, x):
+        """floor() of a non-negative expression: SQLite's CAST truncates (and it may lack floor()); MySQL's
+        CAST rounds, so it gets FLOOR."""
+        return sa.cast(x, sa.BigInteger) if self.db.sqlite else sa.func.floor(x)
+
+    def map_cells(self, f: EventFilter, cell_deg: float, distress_labels: Sequence[str] = (),
+                  max_cells: int = 5000) -> tuple[list[MapCell], int]:
+        """Events matching `f` that have a position, aggregated on a grid of `cell_deg` degrees (server-side
+        clustering: what the map draws), and how many matching events have no position."""
+        e = events
+        gy = self._floor((e.c.lat + 90.0) / cell_deg).label("gy")  # lat + 90 and lon + 180 are >= 0
+        gx = self._floor((e.c.lon + 180.0) / cell_deg).label("gx")
+        distress = sa.func.sum(sa.case((e.c.label.in_(list(distress_labels) or [""]), 1), else_=0))
+        q = (sa.select(gy, gx, e.c.label, sa.func.count().label("n"), sa.func.avg(e.c.lat).label("lat"),
+                       sa.func.avg(e.c.lon).label("lon"), sa.func.min(e.c.id).label("pk"), distress.label("distress"))
+             .select_from(e).where(e.c.lat.is_not(None), e.c.lon.is_not(None)))
+        q = self._where(q, f).group_by(gy, gx, e.c.label)
+        nopos = self._where(sa.select(sa.func.count()).select_from(e).where(sa.or_(e.c.lat.is_(None),
+                                                                                   e.c.lon.is_(None))), f)
+        cells: dict[tuple[int, int], MapCell] = {}
+        sums: dict[tuple[int, int], list[float]] = {}
+        with self.db.read() as conn:
+            for r in conn.execute(q):
+                key = (int(r.gy), int(r.gx))
+                n = int(r.n)
+                cell = cells.get(key)
+                if cell is None:
+                    cells[key] = MapCell(0.0, 0.0, 0, 0, int(r.pk), r.label, {})
+                    sums[key] = [0.0, 0.0]
+                    cell = cells[key]
+                cell.count += n
+                cell.distress += int(r.distress or 0)
+                cell.labels[r.label] = n
+                cell.event_pk = min(cell.event_pk, int(r.pk))
+                sums[key][0] += float(r.lat) * n
+                sums[key][1] += float(r.lon) * n
+            missing = int(conn.execute(nopos).scalar_one())
+        for key, cell in cells.items():
+            cell.lat, cell.lon = sums[key][0] / cell.count, sums[key][1] / cell.count
+            cell.label = max(cell.labels.items(), key=lambda kv: (kv[1], kv[0]))[0]
+        out = sorted(cells.values(), key=lambda c: -c.count)
+        return out[:max_cells], missing
+
+    def timeline(self, f: EventFilter, bucket_s: int) -> list[tuple[int, str, int]]:
+        """(bucket start ns, label, events) for events matching `f`, in buckets of `bucket_s` seconds."""
+        step = int(bucket_s * 1e9)
+        b = self._floor(events.c.start_ns / step).label("b")
+        q = self._where(sa.select(b, events.c.label, sa.func.count().label("n")).select_from(events), f)
+        q = q.group_by(b, events.c.label).order_by(b, events.c.label)
+        with self.db.read() as conn:
+            return [(int(r.b) * step, r.label, int(r.n)) for r in conn.execute(q)]
+
+    def review_stats(self, f: EventFilter) -> list[LabelReviews]:
+        """Per edge label: how reviewers judged the events matching `f` (current reviews)."""
+        r = reviews.alias("r")
+        cur = latest_review_ids()
+
+        def n(decision: str):
+            return sa.func.sum(sa.case((r.c.decision == decision, 1), else_=0))
+
+        q = (sa.select(events.c.label, sa.func.count().label("n"), n("real").label("real"),
+                       n("false_alarm").label("fa"), n("wrong_label").label("wl"))
+             .select_from(events.join(r, r.c.event_pk == events.c.id)).where(r.c.id.in_(sa.select(cur.c.id))))
+        q = self._where(q, f).group_by(events.c.label).order_by(events.c.label)
+        with self.db.read() as conn:
+            return [LabelReviews(x.label, int(x.n), int(x.real or 0), int(x.fa or 0), int(x.wl or 0))
+                    for x in conn.execute(q)]
+
+    def false_alarms_by_device(self, f: EventFilter) -> list[DeviceFalseAlarms]:
+        """Per device: events matching `f`, how many were reviewed, and how many of those were false alarms."""
+        r = reviews.alias("r")
+        cur = latest_review_ids()
+        q = (sa.select(events.c.device_id, sa.func.count().label("n"), sa.func.count(r.c.id).label("reviewed"),
+                       sa.func.sum(sa.case((r.c.decision == "false_alarm", 1), else_=0)).label("fa"))
+             .select_from(events.outerjoin(r, sa.and_(r.c.event_pk == events.c.id,
+                                                       r.c.id.in_(sa.select(cur.c.id))))))
+        q = self._where(q, f).group_by(events.c.device_id).order_by(events.c.device_id)
+        with self.db.read() as conn:
+            return [DeviceFalseAlarms(x.device_id, int(x.n), int(x.reviewed or 0), int(x.fa or 0))
+                    for x in conn.execute(q)]
+
+    def labels_seen(self) -> list[str]:
+        with self.db.read() as conn:
+            return [str(x) for x in conn.scalars(sa.select(events.c.label).distinct().order_by(events.c.label))]
+
+    def health_history(self, device_ids: Sequence[str], since_ns: Optional[int] = None,
+                       limit_per_device: int = 500) -> dict[str, list[HealthSample]]:
+        """The latest health samples of each device (at most `limit_per_device`), oldest first."""
+        out: dict[str, list[HealthSample]] = {}
+        with self.db.read() as conn:
+            for d in device_ids:
+                q = (sa.select(device_health).where(device_health.c.device_id == d)
+                     .order_by(device_health.c.ts_ns.desc()).limit(limit_per_device))
+                if since_ns is not None:
+                    q = q.where(device_health.c.ts_ns >= since_ns)
+                rows = conn.execute(q).all()
+                out[d] = [HealthSample(int(x.ts_ns), {k: float(v) for k, v in dict(x.figures).items()},
+                                       int(x.outbox_depth)) for x in reversed(rows)]
         return out
 
     @staticmethod
@@ -152,11 +319,12 @@ class QueryStore:
             links: dict[int, list[AlertEventRef]] = defaultdict(list)
             for part in chunks([r.id for r in rows]):
                 lq = (sa.select(alert_events.c.alert_id, events.c.device_id, events.c.seq, events.c.event_id,
-                                events.c.label)
+                                events.c.label, events.c.lat, events.c.lon, events.c.id)
                       .join(events, events.c.id == alert_events.c.event_pk)
                       .where(alert_events.c.alert_id.in_(part)).order_by(events.c.start_ns, events.c.id))
                 for r in conn.execute(lq):
-                    links[r.alert_id].append(AlertEventRef(r.device_id, r.seq, r.event_id, r.label))
+                    links[r.alert_id].append(AlertEventRef(r.device_id, r.seq, r.event_id, r.label, r.lat, r.lon,
+                                                           int(r.id)))
         return [AlertView(r.id, r.kind, r.rule, list(r.labels or []), r.device_id, r.start_ns, r.end_ns, r.lat, r.lon,
                           r.device_count, r.created_ns, links.get(r.id, [])) for r in rows]
 
