@@ -305,4 +305,5 @@ class Pipeline:
         self.metrics.outbox_depth.set(st["depth"])
         self.metrics.outbox_dropped.set(st["dropped"])
         return {"device_id": self.cfg.device_id, "backend": self.backend.name, "backend_reason": self.backend_reason,
+                "model_sha256": self.backend.model_sha256, "heartbeat_s": self.cfg.cloud.heartbeat_s,
                 "source": getattr(self.source, "description", ""), **self.metrics.heartbeat()}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import grpc
 
@@ -21,6 +22,7 @@ log = logging.getLogger("cloud_svc.ingest")
 SERVICE = "edgert.v1.Ingest"
 MAX_INFLIGHT_BATCHES = 64   # per stream; beyond this the stream stops reading (HTTP/2 flow control pushes back)
 MAX_CHUNK_BYTES = 1 << 20
+CONFIG_POLL_S = 5.0         # a device's own thresholds, changed on the dashboard, reach it within this + a heartbeat
 INVALID = grpc.StatusCode.INVALID_ARGUMENT.value[0]
 
 
@@ -56,6 +58,8 @@ class _Stream:
         self.out: asyncio.Queue = asyncio.Queue()  # responses, commit futures (-> acks), _END or _Abort, in order
         self.owed = 0                              # commits whose acks have not left yet
         self.slots = asyncio.Semaphore(MAX_INFLIGHT_BATCHES)
+        self.pushed_version = -1                   # the config version last pushed on this stream
+        self.config_checked = 0.0                  # monotonic time of the last look for a per-device config
 
     def close(self) -> None:
         for up in self.uploads.values():
@@ -181,6 +185,8 @@ class IngestServicer:
             await self._chunk(s, msg.clip_chunk)
         elif which == "heartbeat":
             self.committer.submit_heartbeat(convert.heartbeat_in(s.device_id, msg.heartbeat))
+            if time.monotonic() - s.config_checked >= CONFIG_POLL_S:
+                await self._push_config(s)
         elif which == "hello":
             h = msg.hello
             if h.device_id != s.device_id:
@@ -188,10 +194,22 @@ class IngestServicer:
             agent = convert.text(h.agent, "hello.agent", required=False)
             mark = await asyncio.to_thread(self.devices.hello, s.device_id, agent)
             s.out.put_nowait(convert.ack(s.device_id, mark))
-            s.out.put_nowait(convert.config_push(self.cfg.edge_thresholds, self.cfg.verify.sample_rate,
-                                                 self.cfg.pushed_version))
+            await self._push_config(s, always=True)
         else:
             raise InvalidMessage("msg", "one of hello, batch, heartbeat, clip_chunk is required")
+
+    async def _push_config(self, s: _Stream, always: bool = False) -> None:
+        """Push the detector thresholds: the cloud-wide ones with this device's own (set from the dashboard) over
+        them. On Hello always; after that when the device's own changed (looked up every CONFIG_POLL_S)."""
+        s.config_checked = time.monotonic()
+        own = await asyncio.to_thread(self.devices.config_for, s.device_id)
+        if own is None:
+            thresholds, version = self.cfg.edge_thresholds, self.cfg.pushed_version
+        else:
+            thresholds, version = {**self.cfg.edge_thresholds, **own.thresholds}, own.version
+        if always or version != s.pushed_version:
+            s.pushed_version = version
+            s.out.put_nowait(convert.config_push(thresholds, self.cfg.verify.sample_rate, version))
 
     async def _recheck(self, s: _Stream) -> None:
         """A token revoked while its stream is open is noticed within the auth cache's lifetime (Unauthenticated
