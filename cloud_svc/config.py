@@ -32,6 +32,8 @@ class IngestConfig(Strict):
                                 description="token lookups are cached this long; revocation takes effect after it")
     drain_timeout_s: float = Field(10.0, ge=0.0, le=600.0, description="shutdown waits this long for commits")
     stale_after_s: float = Field(120.0, gt=0.0, description="a device without a heartbeat this long is stale")
+    health_sample_s: float = Field(60.0, ge=0.0, le=86400.0,
+                                   description="a device's health history keeps one heartbeat per this many seconds")
     keepalive_s: float = Field(60.0, gt=0.0, le=7200.0, description="the server pings idle connections this often ...")
     keepalive_timeout_s: float = Field(20.0, gt=0.0, le=600.0,
                                        description="... and drops those that do not answer within this")

@@ -87,7 +87,7 @@ class CloudApp:
         self.clips = open_store(cfg.clips, cfg.db)
         self.store = Store(make_engine(cfg.db), distress_labels=cfg.verify.distress_labels,
                            sample_rate=cfg.verify.sample_rate, stale_after_s=cfg.ingest.stale_after_s,
-                           clip_uri=self.clips.uri)
+                           clip_uri=self.clips.uri, health_sample_s=cfg.ingest.health_sample_s)
         if migrate:
             rev = self.store.upgrade()
             log.info("database %s at revision %s", self.store.engine.url.render_as_string(), rev)
