@@ -1,0 +1,1 @@
+"""One module per page (dash.register_page), each with its layout and its callbacks."""
