@@ -121,6 +121,16 @@ class ServerProcess:
             self.proc.wait(10)
 
 
+def wait_for(pred, timeout: float = 30.0, every: float = 0.05) -> bool:
+    """Poll `pred` until it is true or `timeout` seconds pass; its last answer."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(every)
+    return pred()
+
+
 def event_records(label: str = "glass_break", *, start_ns: Optional[int] = None, lat: Optional[float] = 52.52,
                   lon: Optional[float] = 13.40, event_id: Optional[str] = None, clip: Optional[bytes] = None):
     """The two outbox records of one event, built by the edge's own record builder: its start and its end

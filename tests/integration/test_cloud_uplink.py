@@ -18,18 +18,9 @@ from cloud_svc.server import ServerThread
 from edge_rt.config import CloudConfig
 from edge_rt.outbox import Outbox
 from edge_rt.uplink import Uplink, UplinkError
-from support import edge_run, event_id_of, put_event
+from support import edge_run, event_id_of, put_event, wait_for
 
 FAST = dict(backoff_initial_s=0.05, backoff_max_s=0.5, poll_s=0.005, heartbeat_s=0.5, connect_timeout_s=2.0)
-
-
-def wait_for(pred, timeout: float = 30.0, every: float = 0.05) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(every)
-    return pred()
 
 
 @pytest.fixture
