@@ -23,6 +23,7 @@ EPILOG = textwrap.dedent("""\
       python -m edge_rt demo                                     # the golden signals through every backend
       python -m edge_rt evaluate streams:test ../shared/negatives --out eval/   # raw groups vs shipped detector
       python -m edge_rt calibrate                                # re-choose thresholds/fusion, write the YAML
+      python -m edge_rt calibrate --extra fleet-labels/          # ... learning from reviewed fleet clips too
     """)
 
 
@@ -80,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     k.add_argument("--seed", type=int, default=None, help="stream seed (default: the shipped one)")
     k.add_argument("--out", help="write the YAML here instead of edgert/calibration.yaml")
+    k.add_argument("--extra", action="append", default=[], metavar="PACK",
+                   help="a labelled pack whose clips join the material (repeatable): its event labels as events to "
+                        "find, its ordinary sound (background: reviewed false alarms) as audio where every event is "
+                        "false; e.g. from `python -m cloud_svc export-labels`")
     _common(k)
     return ap
 
@@ -204,7 +209,12 @@ def cmd_calibrate(args) -> int:
 
     path, check = calibrate.main(_float_backend(args), Head.load_optional(args.model_dir),
                                  class_names(args.model_dir), Path(args.out) if args.out else None,
-                                 seed=STREAM_SEED if args.seed is None else args.seed, model_dir=args.model_dir)
+                                 seed=STREAM_SEED if args.seed is None else args.seed, model_dir=args.model_dir,
+                                 extra=[Path(p) for p in args.extra])
+    for x in check["extra"]:
+        print(f"extra pack {x['pack']}: {x['clips']} clips, events "
+              + (", ".join(f"{k} {v}" for k, v in x["events"].items()) or "none")
+              + f", {x['negatives']} of ordinary sound (every event on them false)", file=sys.stderr)
     print(f"wrote {path}: distress alerts {check['distress_alerts_per_hour']}/h on the calib split; false events/h "
           + ", ".join(f"{k} {v}" for k, v in check["false_per_hour"].items() if v), file=sys.stderr)
     return 0

@@ -2,14 +2,19 @@
 highest recall at a false-event budget on ordinary audio, written as the detector's shipped YAML.
 
 Material is the `calib` split (recordings and speakers that the head never trained on): ordinary streams, where
-every event is false, and event streams, whose events between pack events are false too. A label's operating
-point must keep its false events within the budget (times SAFETY) not only at its threshold but MARGIN below
-it, so a threshold never sits on the edge of the last false alarm it happened to see. Deterministic for a seed.
+every event is false, and event streams, whose events between pack events are false too. Extra labelled packs
+(`--extra`, e.g. a fleet's reviewed events from `python -m cloud_svc export-labels`) add their clips: an event
+label's clips as events to find, ordinary sound (reviewed false alarms) as audio where every event is false.
+A label's operating point must keep its false events within the budget (times SAFETY) not only at its threshold
+but MARGIN below it, so a threshold never sits on the edge of the last false alarm it happened to see.
+Deterministic for a seed.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -147,9 +152,26 @@ def render(choices: Sequence[Choice], provenance: dict) -> str:
     return head + yaml.safe_dump(body, sort_keys=False, default_flow_style=None, width=110)
 
 
+def extra_material(recs: Sequence[Recording]) -> list[dict]:
+    """Per extra pack (recordings with meta["pack"]): its clips, hours, events per label and negatives (clips of
+    ordinary sound, on which every event counts as false)."""
+    out = []
+    for name in sorted({r.meta["pack"] for r in recs if "pack" in r.meta}):
+        mine = [r for r in recs if r.meta.get("pack") == name]
+        labels_csv = Path(name) / "labels.csv"
+        out.append({
+            "pack": Path(name).name,
+            "labels_sha256": hashlib.sha256(labels_csv.read_bytes()).hexdigest() if labels_csv.is_file() else None,
+            "clips": len(mine), "hours": round(sum(r.hours for r in mine), 4),
+            "events": dict(sorted(Counter(t.label for r in mine for t in r.truth).items())),
+            "negatives": sum(ordinary(r) for r in mine)})
+    return out
+
+
 def provenance(recs: Sequence[Recording], choices: Sequence[Choice], seed: int, head_sha: Optional[str],
                model_sha: str, check: dict) -> dict:
     hours = sum(r.hours for r in recs)
+    extra = extra_material(recs)
     return {
         "seed": seed, "head_sha256": head_sha, "model_sha256": model_sha,
         "budget": {"false_per_hour": TARGET_FALSE_PER_HOUR, "alerts_per_hour": TARGET_ALERTS_PER_HOUR,
@@ -158,7 +180,8 @@ def provenance(recs: Sequence[Recording], choices: Sequence[Choice], seed: int, 
                      "ordinary_hours": round(sum(r.hours for r in recs if ordinary(r)), 3),
                      "events": {lab: n for lab, n in sorted(
                          {t.label: sum(x.label == t.label for r in recs for x in r.truth)
-                          for r in recs for t in r.truth}.items())}},
+                          for r in recs for t in r.truth}.items())},
+                     **({"extra": extra} if extra else {})},
         "on_material": check,
         "choices": {c.label: {"recall": None if c.recall is None else round(c.recall, 3), "found": c.found,
                               "positives": c.positives, "false_events": c.false_events} for c in choices},
@@ -176,16 +199,17 @@ def write(text: str, path: Optional[Path] = None) -> Path:
 
 
 def main(backend, head: Optional[Head], names: Sequence[str], out: Optional[Path], seed: int = STREAM_SEED,
-         progress: bool = True, model_dir=None) -> tuple[Path, dict]:
-    """Build the calib streams, choose every label's operating point, check it with the real detector, write."""
-    import hashlib
-
+         progress: bool = True, model_dir=None, extra: Sequence[Path] = (),
+         plan: Optional[Sequence[tuple[str, float]]] = None) -> tuple[Path, dict]:
+    """Build the calib streams (`plan`: material.STREAM_PLAN's), add the clips of the `extra` packs, choose every
+    label's operating point, check it with the real detector, write."""
     from edge_rt import config
     from edge_rt.evaluation import score
-    from edge_rt.evaluation.material import stream_recordings
+    from edge_rt.evaluation.material import extra_recordings, stream_recordings
 
     base = config.load(calibrated=False, env={})
-    recs = stream_recordings("calib", backend, seed=seed, progress=progress)
+    added = extra_recordings(extra, backend, base.detector.labels, progress)  # first: a bad pack fails at once
+    recs = stream_recordings("calib", backend, plan=plan, seed=seed, progress=progress) + added
     choices = calibrate(recs, base, names, head, progress)
     cfg = calibrated_config(base, choices)
     distress = sorted({lab for r in cfg.rules for lab in r.labels})
@@ -202,4 +226,4 @@ def main(backend, head: Optional[Head], names: Sequence[str], out: Optional[Path
     text = render(choices, provenance(recs, choices, seed, head_sha, backend.model_sha256, check))
     path = write(text, out)
     log.info("calibration sha256 %s", hashlib.sha256(text.encode()).hexdigest())
-    return path, check
+    return path, {**check, "extra": extra_material(recs)}

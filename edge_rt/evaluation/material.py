@@ -9,7 +9,7 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Collection, Iterable, Optional
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from edge_rt.datasets.corpus import LABEL_MAP
 from edge_rt.errors import EdgeRtError
 from edge_rt.evaluation.match import TruthSpan
 from edge_rt.evaluation.windows import Analysed, cached
+from edgert import pack
 
 # Stream recipes per split: (kind, minutes, seed). "ordinary" is negatives only; false alarms are counted there.
 STREAM_SEED = 7
@@ -24,7 +25,7 @@ STREAM_PLAN = {
     "calib": (("ordinary", 60.0), ("events", 40.0)),
     "test": (("ordinary", 60.0), ("events", 40.0)),
 }
-NEGATIVE_LABELS = ("background", "speech", "negative", "ordinary", "none")  # clip labels that are no event
+NEGATIVE_LABELS = (pack.NON_EVENT_LABEL, "speech", "negative", "ordinary", "none")  # clip labels that are no event
 
 
 class MaterialError(EdgeRtError):
@@ -122,4 +123,24 @@ def clip_recordings(spec: Path, backend, progress: bool = True) -> list[Recordin
         a = cached(read_clip(path), backend)
         truth = [] if label in NEGATIVE_LABELS and label != "speech" else [TruthSpan(label, 0.0, a.duration_s)]
         out.append(Recording(str(path), "clip", a, truth, label=label))
+    return out
+
+
+def extra_recordings(packs: Iterable[Path], backend, labels: Collection[str], progress: bool = True
+                     ) -> list[Recording]:
+    """The clips of extra labelled packs (`python -m cloud_svc export-labels` writes a fleet's reviewed events
+    as one) as clip recordings: an event label's clips are its truths, a negative's (a false alarm's) have none,
+    so any event raised on one is false. Every label is checked before any audio is read. Each recording's
+    meta["pack"] names its pack."""
+    known = set(labels) | set(NEGATIVE_LABELS)
+    for p in packs:
+        bad = sorted({LABEL_MAP.get(lab, lab) for _, lab in labelled_files(p)} - known)
+        if bad:
+            raise MaterialError(f"{p}: labels {bad} are neither detector labels ({', '.join(sorted(labels))}) "
+                                f"nor ordinary sound ({', '.join(NEGATIVE_LABELS)})")
+    out = []
+    for p in packs:
+        for r in clip_recordings(p, backend, progress):
+            r.meta["pack"] = str(p)
+            out.append(r)
     return out
