@@ -32,6 +32,8 @@ EPILOG = textwrap.dedent("""\
       python -m cloud_svc clip lamp-17 --seq 42 -o event.flac
       python -m cloud_svc verify --db mysql+pymysql://edge@db/edgert --verifier yamnet --workers 2
       python -m cloud_svc models fetch vggish
+      python -m cloud_svc export-labels --db sqlite:///cloud.db --since 7d fleet-labels/
+      python -m edge_rt calibrate --extra fleet-labels/          # (on a build machine) learn from the reviews
     """)
 
 
@@ -54,6 +56,14 @@ def parse_time(text: Optional[str]) -> int:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return int(dt.timestamp() * 1e9)
+
+
+def when(text: str) -> int:
+    """An argparse type: `parse_time` that refuses an empty value (it would mean "since 1970")."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty: give an ISO date/time (2025-11-25, 2025-11-25T17:00Z), ns since "
+                                         "the epoch, or a duration ago (7d, 12h, 30m)")
+    return parse_time(text)
 
 
 def fmt_ns(ns: Optional[int]) -> str:
@@ -306,6 +316,30 @@ def cmd_verify(args) -> int:
     return 0
 
 
+def cmd_export_labels(args) -> int:
+    from cloud_svc import export
+
+    if args.until is not None and args.until <= args.since:
+        raise argparse.ArgumentTypeError(f"--until ({fmt_ns(args.until)}) must be after --since ({fmt_ns(args.since)})")
+    out = Path(args.out)
+    export.previous_rows(out)  # refuse a folder that is not ours before reading anything
+    store = export.open_database(args.db)
+    try:
+        clips = export.open_clips(args.clips, args.db)
+        reviewed = store.reviews.reviewed_clips(args.since, args.until)
+        r = export.export(reviewed, clips, out)
+    finally:
+        store.close()
+    for s in r.skipped:
+        print(f"skipped: device {s.device_id} event {s.event_id}: {s.reason}", file=sys.stderr)
+    labels = ", ".join(f"{k} {v}" for k, v in sorted(r.labels.items())) or "none"
+    print(f"{out}: {r.exported} clips of {len(reviewed)} events reviewed from {fmt_ns(args.since)} to "
+          f"{fmt_ns(args.until) if args.until else 'now'} UTC ({labels}): {r.written} written, {r.unchanged} "
+          f"unchanged, {r.moved} moved to a new label, {r.kept} kept from earlier exports, {len(r.skipped)} skipped "
+          "(clip missing or unreadable)")
+    return 0
+
+
 def cmd_models(args) -> int:
     from cloud_svc.verify import vggish
 
@@ -443,6 +477,20 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--workers", type=int, default=1)
     w.add_argument("--once", action="store_true", help="work through the queue once, then exit")
 
+    x = sub.add_parser("export-labels", help="reviewed clips as a labelled pack for `edge_rt calibrate --extra`",
+                       description="Write the clips of the events reviewed in a window as a labelled pack in the "
+                       "layout of ../shared/data (audio/<label>/*.wav, labels.csv) with provenance.csv beside it. "
+                       "A real event keeps the edge's label, a wrong label takes the reviewer's, a false alarm is "
+                       "'background'. OUT must be new, empty, or an earlier export, which is merged into (the "
+                       "same export twice leaves the same pack). A clip that is missing is skipped and reported.",
+                       epilog=EPILOG, formatter_class=fmt)
+    x.add_argument("out", metavar="OUT", help="the pack's folder")
+    x.add_argument("--db", required=True, help="the server's database URL")
+    x.add_argument("--clips", help="the clip store the server writes (default: clips/ beside a SQLite database)")
+    x.add_argument("--since", required=True, type=when,
+                   help="reviews made at or after: ISO date/time (UTC unless it says), ns, or a duration ago: 7d, 12h")
+    x.add_argument("--until", type=when, help="reviews made before (default: now)")
+
     m = sub.add_parser("models", help="the VGGish verifier's weights")
     m.add_argument("action", choices=["fetch", "export", "prototypes"])
     m.add_argument("model", choices=["vggish"])
@@ -455,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"correlate": cmd_correlate, "serve": cmd_serve, "db": cmd_db, "devices": cmd_devices, "events": cmd_events,
             "alerts": cmd_alerts, "agreement": cmd_agreement, "clip": cmd_clip, "verify": cmd_verify,
-            "models": cmd_models}
+            "models": cmd_models, "export-labels": cmd_export_labels}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,6 +48,10 @@ class ClipMissing(ClipStoreError):
     """A record refers to a clip that was never uploaded."""
 
 
+class ExportError(CloudError):
+    """An export cannot start or finish: a bad output folder, a database or clip store that is not there."""
+
+
 class Draining(CloudError):
     """The server is shutting down; clients reconnect (to another replica)."""
 
