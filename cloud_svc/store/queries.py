@@ -122,7 +122,7 @@ class QueryStore:
                           .outerjoin(v, v.c.event_pk == e.c.id)
                           .outerjoin(rv, sa.and_(rv.c.event_pk == e.c.id, rv.c.id.in_(sa.select(cur.c.id))))))
         q = self._where(q, f, joined=rv)
-        col = e.c[f.order]
+        col = sa.func.coalesce(x.c.score, e.c.score) if f.order == "score" else e.c[f.order]  # the shown score
         q = q.order_by(col.desc() if f.descending else col, e.c.id.desc() if f.descending else e.c.id)
         q = q.limit(f.limit).offset(f.offset)
         with self.db.read() as conn:
