@@ -94,7 +94,7 @@ class Data:
         ef = self.event_filter(f)
         cells, missing = self.store.queries.map_cells(ef, self.cell_deg(zoom), sorted(self.distress),
                                                       self.cfg.max_map_cells)
-        return cells, missing, sum(c.count for c in cells) + missing
+        return cells, missing, self.store.queries.count_matching(ef)  # the cells are capped at max_map_cells
 
     def alerts(self, f: Filters, limit: int = 200):
         lo, hi = f.range_ns(time.time_ns(), self.first_event_ns())
