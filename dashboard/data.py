@@ -16,6 +16,7 @@ from cloud_svc.clipstore import ClipStore, open_store
 from cloud_svc.domain import DeviceConfigView, EventFilter, EventView, MapCell, ReviewView
 from cloud_svc.errors import ClipStoreError, NotFound
 from cloud_svc.store import Store
+from cloud_svc.store.queries import DEGRADED_FIGURES
 from dashboard.config import DashboardConfig
 from dashboard.filters import OPEN_END, Filters
 from edgert import labels as taxonomy
@@ -96,6 +97,12 @@ class Data:
                                                       self.cfg.max_map_cells)
         return cells, missing, self.store.queries.count_matching(ef)  # the cells are capped at max_map_cells
 
+    def cluster_events(self, f: Filters, box, limit: int) -> list[EventView]:
+        """The newest events under `f` inside `box` (a clicked cluster's grid cell)."""
+        ef = self.event_filter(f, limit=limit, order="start_ns", descending=True)
+        ef.bbox = box
+        return self.store.queries.list_events(ef)
+
     def alerts(self, f: Filters, limit: int = 200):
         lo, hi = f.range_ns(time.time_ns(), self.first_event_ns())
         found = self.store.queries.list_alerts(start_ns=lo, end_ns=hi, limit=100_000)
@@ -107,6 +114,7 @@ class Data:
     def devices(self) -> list[DeviceRow]:
         out = []
         now = time.time_ns()
+        pushed = self.store.devices.configs()
         for d in self.store.queries.list_devices():
             hb = float(d.figures.get("heartbeat_s") or self.cfg.default_heartbeat_s)
             state = d.health
@@ -116,14 +124,14 @@ class Data:
                 state = "never"
             elif now - d.last_heartbeat_ns > self.cfg.stale_heartbeats * hb * 1e9:
                 state = "stale"
-            elif state == "stale":  # the cloud's own fixed limit is longer than this device's 3 heartbeats
-                state = "ok"
+            elif state == "stale":  # the cloud's fixed limit is shorter than this device's own heartbeats allow
+                state = "degraded" if any(d.figures.get(k, 0) > 0 for k in DEGRADED_FIGURES) else "ok"
             cv = d.figures.get("config_version")
             out.append(DeviceRow(
                 d.device_id, state, d.last_heartbeat_ns, hb, d.lat, d.lon, d.events, d.figures.get("rtf"),
                 None if d.figures.get("outbox_depth") is None else int(d.figures["outbox_depth"]),
                 d.info.get("backend", ""), d.info.get("model_sha256", ""), None if cv is None else int(cv),
-                d.info.get("config_error", ""), self.store.devices.config_for(d.device_id), dict(d.figures)))
+                d.info.get("config_error", ""), pushed.get(d.device_id), dict(d.figures)))
         return out
 
     # ------------------------------------------------------------------------------------------ events
@@ -221,7 +229,7 @@ class Data:
         for k, v in thresholds.items():
             if k not in known:
                 raise InvalidMessage(f"thresholds.{k}", f"{k!r} is not a label; known: {sorted(known)}")
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and 0.0 < v <= 1.0):
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and 0.0 < v <= 1.0):
                 raise InvalidMessage(f"thresholds.{k}", f"{v!r} is not a threshold in (0, 1]")
         if not thresholds:
             raise InvalidMessage("thresholds", "no threshold given")

@@ -136,3 +136,10 @@ class DeviceStore:
             return None
         return DeviceConfigView(r.device_id, {str(k): float(v) for k, v in dict(r.thresholds).items()},
                                 int(r.version), r.set_by, int(r.set_ns))
+
+    def configs(self) -> dict[str, DeviceConfigView]:
+        """Every device's own pushed thresholds, by device id."""
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(device_configs)).all()
+        return {r.device_id: DeviceConfigView(r.device_id, {str(k): float(v) for k, v in dict(r.thresholds).items()},
+                                              int(r.version), r.set_by, int(r.set_ns)) for r in rows}

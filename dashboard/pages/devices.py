@@ -75,7 +75,8 @@ def _form(device_id):
         if own:
             current.update(own.thresholds)
     return [html.Div([html.Label(label), dcc.Input(id={"type": THRESHOLD, "label": label}, type="number", min=0.01,
-                                                   max=1.0, step=0.01, value=round(v, 3), debounce=True)])
+                                                   max=1.0, step=0.01, value=round(v, 3), debounce=True,
+                                                   className=f"thr thr-{label}")])
             for label, v in current.items()]
 
 
