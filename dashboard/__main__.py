@@ -46,7 +46,7 @@ def hash_password_main(argv: list[str]) -> int:
             print("the two passwords differ", file=sys.stderr)
             return 2
     else:
-        pw = sys.stdin.readline().rstrip("\n")
+        pw = sys.stdin.readline().rstrip("\r\n")
     if len(pw) < 8:
         print("a dashboard password needs at least 8 characters", file=sys.stderr)
         return 2

@@ -21,14 +21,17 @@ def install(server: flask.Flask, cfg: AuthConfig) -> None:
     if not cfg.users:
         return
     users = dict(cfg.users)
+    decoy = hash_password("an unknown user's password is checked against this, so timing tells no names")
 
     @server.before_request
     def _basic_auth():
         a = flask.request.authorization
-        if a is not None and a.type == "basic" and a.username in users and a.password is not None \
-                and check_password_hash(users[a.username], a.password):
-            flask.g.user = a.username
-            return None
+        if a is not None and a.type == "basic" and a.password is not None:
+            known = a.username in users
+            ok = check_password_hash(users[a.username] if known else decoy, a.password)
+            if known and ok:
+                flask.g.user = a.username
+                return None
         return flask.Response("sign in with a dashboard user (auth.users in the dashboard config)\n", 401,
                               {"WWW-Authenticate": f'Basic realm="{cfg.realm}", charset="UTF-8"'})
 

@@ -35,6 +35,12 @@ def iso(ns: int) -> str:
     return dt.datetime.fromtimestamp(ns / 1e9, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def iso_ms(ns: int) -> str:
+    """To the millisecond, for the URL (whole seconds are written without a fraction)."""
+    t = dt.datetime.fromtimestamp(ns // 10**6 / 1e3, dt.timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + (f".{t.microsecond // 1000:03d}" if t.microsecond // 1000 else "") + "Z"
+
+
 @dataclass(frozen=True)
 class Filters:
     window: str = DEFAULT_WINDOW
@@ -94,6 +100,9 @@ class Filters:
                     kw[attr] = _instant_ns(v)
                 except ValueError:
                     problems.append(f"{key}={v!r} is not an ISO 8601 time or epoch milliseconds")
+        if kw.get("start_ns") is not None and kw.get("end_ns") is not None and kw["start_ns"] >= kw["end_ns"]:
+            problems.append(f"from={one('from')!r} is not before to={one('to')!r}")
+            kw.pop("start_ns"), kw.pop("end_ns")
         kw["labels"], kw["devices"] = many("label"), many("device")
         for key, allowed in (("verified", VERIFIED), ("reviewed", REVIEWED)):
             v = one(key)
@@ -113,9 +122,9 @@ class Filters:
         if (self.lo, self.hi) != (0, 100):
             pairs += [("lo", str(self.lo)), ("hi", str(self.hi))]
         if self.start_ns is not None:
-            pairs.append(("from", iso(self.start_ns)))
+            pairs.append(("from", iso_ms(self.start_ns)))
         if self.end_ns is not None:
-            pairs.append(("to", iso(self.end_ns)))
+            pairs.append(("to", iso_ms(self.end_ns)))
         pairs += [("label", x) for x in self.labels]
         pairs += [("device", x) for x in self.devices]
         if self.verified != "any":

@@ -391,8 +391,6 @@ def test_the_spectrogram_of_a_stored_flac_clip_is_a_png_with_structure(fresh):
         d.spectrogram_png(10_000)
 
 
-@pytest.mark.xfail(strict=True, reason="Data.devices turns the cloud's 'stale' into 'ok' without checking the "
-                                       "degraded figures (loop_errors, ring_overruns, outbox_dropped)")
 def test_a_device_past_the_clouds_stale_limit_but_within_its_own_still_shows_degraded(fresh):
     d, store, _ = fresh
     store.devices.add_device("slow-errors")
