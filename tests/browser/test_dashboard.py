@@ -293,3 +293,31 @@ def test_the_map_is_interactive_within_2_s_with_50000_events(browser, network_lo
           f"({singles} single markers, {len(clusters)} clusters; {since_nav:.2f} s since navigation)")
     assert worst <= 2.0, f"the map took {worst:.2f} s to show 50,000 events (budget 2 s)"
     assert network_log.non_local() == []
+
+
+def test_the_dashboard_reads_mariadb_too(browser, network_log, tmp_path):
+    from browser.harness import bulk_events
+
+    from support import TempMariaDB, mariadb_available
+
+    why = mariadb_available()
+    if why:
+        pytest.fail(why)
+    db = TempMariaDB()
+    try:
+        seeded = bulk_events(db.url, 3000, 40, seed=7)
+        s = Store.open(db.url)
+        try:
+            sirens = s.queries.count_matching(EventFilter(labels=["siren"]))
+        finally:
+            s.close()
+        with run_dashboard(db.url, str(tmp_path / "clips"), log_dir=tmp_path / "dash") as url:
+            browser.get(url + "/?window=all")
+            wait_map(browser, seeded.events)
+            browser.get(url + "/?window=all&label=siren")
+            wait_map(browser, sirens)
+            browser.get(url + "/events?window=all&label=siren")
+            wait(browser, lambda d: d.find_element(By.ID, "ev-count").text == f"{sirens} events")
+    finally:
+        db.drop()
+    assert network_log.non_local() == []
