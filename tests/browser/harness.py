@@ -286,6 +286,7 @@ def seed_cloud(folder: Path, devices: Sequence[SeededDevice] = SEED_DEVICES, *, 
                     raise TimeoutError(f"verification jobs not finished after {verify_timeout:g} s: {counts}; "
                                        f"see {srv.log_path}")
                 time.sleep(0.2)
+            _wait_correlated(store, verify_timeout, srv.log_path)
         finally:
             store.close()
     finally:
@@ -303,6 +304,24 @@ def seed_cloud(folder: Path, devices: Sequence[SeededDevice] = SEED_DEVICES, *, 
     finally:
         store.close()
     return SeededCloud(db_url, db_path, str(clips), tuple(devices), n, time.monotonic() - t0, labels)
+
+
+def _wait_correlated(store, timeout: float, log_path) -> None:
+    """Until the fleet correlator's cursor has passed every stored event (it waits for events to settle)."""
+    import sqlalchemy as sa
+
+    from cloud_svc.schema import cursors, events
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with store.engine.connect() as conn:
+            last = conn.scalar(sa.select(sa.func.max(events.c.id))) or 0
+            pos = conn.scalar(sa.select(cursors.c.value).where(cursors.c.name == "fleet")) or 0
+        if pos >= last:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the fleet correlator is at event {pos} of {last} after {timeout:g} s; see {log_path}")
+        time.sleep(0.2)
 
 
 def _filter(**kw):

@@ -321,3 +321,26 @@ def test_the_dashboard_reads_mariadb_too(browser, network_log, tmp_path):
     finally:
         db.drop()
     assert network_log.non_local() == []
+
+
+def test_a_fleet_alert_is_a_line_between_the_devices_that_heard_it(browser, network_log, tmp_path):
+    from browser.harness import SeededDevice, seed_cloud
+
+    # two lamps 150 m apart hear the same glass break and shout at the same moment
+    pair = (SeededDevice("lamp-north", 52.5210, 13.4050, "synth:distress,seed=3"),
+            SeededDevice("lamp-south", 52.5197, 13.4050, "synth:distress,seed=3"))
+    cloud = seed_cloud(tmp_path / "cloud", pair)
+    s = Store.open(cloud.db_url)
+    try:
+        fleet = [a for a in s.queries.list_alerts() if a.kind == "fleet"]
+    finally:
+        s.close()
+    assert fleet, "the correlator made no fleet alert of two devices 150 m apart hearing the same scenario"
+    assert all({e.device_id for e in a.events} == {"lamp-north", "lamp-south"} for a in fleet)
+    with run_dashboard(cloud.db_url, cloud.clips, log_dir=tmp_path / "dash") as url:
+        browser.get(url + "/")
+        wait_map(browser, cloud.events)
+        wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "path.fleet-line")) == len(fleet),
+             message=f"expected {len(fleet)} fleet lines")
+        wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "path.alert-fleet")) == len(fleet))
+    assert network_log.non_local() == []
