@@ -17,13 +17,13 @@ from dashboard.style import STATE_COLORS, label_color
 
 dash.register_page(__name__, path="/", name="Map", title="edgert · map")
 
-
 CLUSTER_LIST = 12  # events listed for a clicked cluster
 
 
 def JS(name: str) -> dict:
     """A function of assets/edgert.js, by name, for a dash-leaflet function prop."""
     return {"variable": f"edgert.{name}"}
+
 
 def layout(**query):
     f = Filters.from_query(query)
