@@ -200,7 +200,8 @@ class Data:
         now = time.time_ns()
         ef = self.event_filter(f, now)
         end = now if ef.end_ns is None or ef.end_ns == OPEN_END else ef.end_ns
-        span_s = max(1, (end - (ef.start_ns or end)) // 10**9)
+        start = max(ef.start_ns or end, self.first_event_ns() or end)  # a young fleet's bars are not all one
+        span_s = max(1, (end - min(start, end)) // 10**9)
         bucket = _nice_bucket(span_s / 60)  # about 60 bars
         return self.store.queries.timeline(ef, bucket), bucket
 
@@ -247,7 +248,7 @@ def _num(x: Optional[float]) -> str:
 
 
 def _nice_bucket(seconds: float) -> int:
-    for b in (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400):
+    for b in (5, 10, 30, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400):
         if seconds <= b:
             return b
     return 30 * 86400

@@ -12,6 +12,10 @@ from dashboard.style import label_color
 
 dash.register_page(__name__, path="/stats", name="Statistics", title="edgert · statistics")
 
+EMPTY = {  # what an empty chart says, by its title
+    "false-alarm rate per device (from reviews)": "no reviews in this filter yet: review events on their pages",
+    "agreement with the edge, per label": "no verified or reviewed events in this filter yet",
+}
 GRAPH = {"displaylogo": False, "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
 
 
@@ -68,6 +72,11 @@ def _figures(q, _tick):
                name="false alarms among reviewed", marker_color="#c62828")])
     false_alarms.update_layout(**_layout("false-alarm rate per device (from reviews)",
                                          yaxis={"title": "share", "range": [0, 1.05], "tickformat": ".0%"}))
+    for fig, empty in ((timeline, not rows), (agreement, not labels), (false_alarms, not any(x.reviewed for x in fa))):
+        if empty:
+            fig.add_annotation(text=EMPTY.get(fig.layout.title.text, "nothing in this filter yet"),
+                               showarrow=False, font={"size": 14, "color": "#7a8795"}, xref="paper", yref="paper",
+                               x=0.5, y=0.5)
     return timeline, agreement, false_alarms
 
 
