@@ -5,10 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 APT_PACKAGES := build-essential libfftw3-dev libsndfile1 libportaudio2 gstreamer1.0-tools \
-	gstreamer1.0-plugins-base gstreamer1.0-plugins-good espeak-ng sox chromium chromium-driver
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good espeak-ng sox chromium chromium-driver \
+	mariadb-server galera-4 rsync
 DB_URL ?= mysql+pymysql://root@127.0.0.1:3306/test
 
-.PHONY: setup sysdeps deps basemap protos ext models demo test bench mariadb clean distclean
+.PHONY: setup sysdeps deps basemap protos ext models demo test bench mariadb galera galera-stop clean distclean
 
 setup: deps basemap protos ext models
 
@@ -47,6 +48,12 @@ mariadb:  ## start MariaDB when it is not answering
 	@$(PY) -c "import pymysql; pymysql.connect(host='127.0.0.1', port=3306, user='root').close()" 2>/dev/null || { \
 		echo "starting MariaDB"; start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd; \
 		for i in $$(seq 60); do $(PY) -c "import pymysql; pymysql.connect(host='127.0.0.1', port=3306, user='root').close()" 2>/dev/null && break; sleep 1; done; }
+
+galera:  ## start a 3-node MariaDB Galera cluster on loopback when it is not answering (SQL on 127.0.0.1:3311-3313)
+	@$(PY) tests/system/galera.py start  # nodes in build/galera/node{1,2,3}; --help for ports, kill, restart
+
+galera-stop:  ## stop the Galera cluster cleanly (the last node stopped is the one it bootstraps from next time)
+	@$(PY) tests/system/galera.py stop
 
 test: setup mariadb
 	$(VENV)/bin/lint-imports  # pyproject.toml: edge_rt and cloud_svc never import each other; edgert imports neither
