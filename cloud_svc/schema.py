@@ -205,3 +205,14 @@ device_configs = sa.Table(
     sa.Column("set_ns", sa.BigInteger, nullable=False),
     **MYSQL,
 )
+
+users = sa.Table(
+    "users", metadata,  # Query API credentials (people, dashboards, scripts); never a device
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),         # reader | admin
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),  # sha256 hex of the bearer token
+    sa.Column("created_ns", sa.BigInteger, nullable=False),
+    sa.Column("token_issued_ns", sa.BigInteger, nullable=False),
+    sa.Column("revoked_ns", sa.BigInteger, nullable=True),
+    **MYSQL,
+)

@@ -1,9 +1,9 @@
 """The cloud's storage, the only code that opens database connections: one engine, split by concern.
 
 Callers use the part they need: `store.devices` (registry, tokens), `store.ingest` (the committer's writes),
-`store.queries` (read models), `store.reviews` (people's decisions on events), `store.jobs` (verification
-claims) and `store.fleet` (the correlator's storage,
-kept beside its algorithm in cloud_svc.fleet). The schema belongs to cloud_svc/migrations.
+`store.queries` (read models), `store.reviews` (people's decisions on events), `store.users` (Query
+credentials), `store.jobs` (verification claims) and `store.fleet` (the correlator's storage, kept beside its
+algorithm in cloud_svc.fleet). The schema belongs to cloud_svc/migrations.
 """
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ from cloud_svc.store.ingest import IngestStore
 from cloud_svc.store.jobs import JobStore
 from cloud_svc.store.queries import QueryStore
 from cloud_svc.store.reviews import ReviewStore
+from cloud_svc.store.users import UserStore
 
-__all__ = ["DeviceStore", "IngestStore", "JobStore", "QueryStore", "ReviewStore", "Store"]
+__all__ = ["DeviceStore", "IngestStore", "JobStore", "QueryStore", "ReviewStore", "Store", "UserStore"]
 
 
 def _taxonomy_labels() -> list[str]:
@@ -46,6 +47,7 @@ class Store:
         self.queries = QueryStore(self.db, stale_after_s=stale_after_s)
         self.reviews = ReviewStore(self.db, known_labels=_taxonomy_labels() if known_labels is None else known_labels)
         self.jobs = JobStore(self.db)
+        self.users = UserStore(self.db)
         self.fleet = FleetStore(self.db)
 
     @classmethod
