@@ -25,6 +25,8 @@ EPILOG = textwrap.dedent("""\
       python -m cloud_svc db upgrade --db mysql+pymysql://root@127.0.0.1:3306/edgert
       python -m cloud_svc devices add lamp-17 --db sqlite:///cloud.db     # the token is the last line
       python -m cloud_svc devices revoke lamp-17 --db sqlite:///cloud.db
+      python -m cloud_svc users add ann --role reader --db sqlite:///cloud.db  # a Query token, the last line
+      export CLOUD_SVC_QUERY_TOKEN=erq_...                               # then events, alerts, clip, devices
       python -m cloud_svc devices --server 127.0.0.1:50051               # health table
       python -m cloud_svc events --server 127.0.0.1:50051 --label glass_break --since -1h --json
       python -m cloud_svc events --bbox 52.4,13.2,52.6,13.6 --verified disagree
@@ -118,14 +120,67 @@ def cmd_serve(args) -> int:
     from cloud_svc.server import serve_forever
 
     cfg = config.load(args.config, {
-        "db": args.db, "listen": args.listen, "clips": args.clips, "query_token": args.query_token,
+        "db": args.db, "listen": args.listen, "clips": args.clips, "open_query": True if args.open_query else None,
         "verify.workers": args.verify_workers, "verify.verifier": args.verifier,
         "tls.cert": args.tls_cert, "tls.key": args.tls_key, "tls.client_ca": args.tls_client_ca,
         "fleet.process": True if args.fleet_process else None, "fleet.enabled": False if args.no_fleet else None})
+    if not cfg.open_query:
+        _require_query_user(cfg.db, migrate=not args.no_migrate)
     host = cfg.listen.rsplit(":", 1)[0]
     # The bound port on its own line, so that scripts that asked for port 0 can find it.
     serve_forever(cfg, migrate=not args.no_migrate, procs=args.procs,
                   on_started=lambda port: print(f"listening on {host}:{port}", flush=True))
+    return 0
+
+
+def _require_query_user(url: str, migrate: bool) -> None:
+    """`serve` refuses to start while nobody could use the Query API (and it is not explicitly open)."""
+    from cloud_svc.errors import ConfigError
+
+    store = _store(url)
+    try:
+        if migrate:
+            store.upgrade()
+        n = store.users.active_count()
+    finally:
+        store.close()
+    if not n:
+        raise ConfigError("the Query API needs a credential and this database has no Query user: create one with "
+                          "`python -m cloud_svc users add NAME --role reader --db URL` (the token is the last line), "
+                          "or, for a test server on loopback only, start with --open-query")
+
+
+def cmd_users(args) -> int:
+    if not args.db:
+        raise argparse.ArgumentTypeError(f"users {args.action} needs --db URL")
+    if args.action != "list" and not args.name:
+        raise argparse.ArgumentTypeError(f"users {args.action} needs a NAME")
+    store = _store(args.db)
+    try:
+        store.upgrade()
+        if args.action == "add":
+            token = store.users.add(args.name, args.role)
+            print(f"user {args.name} ({args.role}) added; its Query token (shown once, only a hash is stored):")
+            print(token)
+        elif args.action == "rotate":
+            token = store.users.rotate(args.name)
+            print(f"user {args.name}: new Query token (the old one no longer works):")
+            print(token)
+        elif args.action == "revoke":
+            store.users.revoke(args.name)
+            print(f"user {args.name} revoked")
+        else:
+            found = store.users.list()
+            if args.json:
+                print(json.dumps([{"name": u.name, "role": u.role, "created_ns": u.created_ns,
+                                   "token_issued_ns": u.token_issued_ns, "revoked": u.revoked} for u in found]))
+            else:
+                print(table([{"name": u.name, "role": u.role, "created": fmt_ns(u.created_ns),
+                              "issued": fmt_ns(u.token_issued_ns), "revoked": u.revoked} for u in found],
+                            [("USER", "name"), ("ROLE", "role"), ("CREATED (UTC)", "created"),
+                             ("TOKEN ISSUED (UTC)", "issued"), ("REVOKED", "revoked")]))
+    finally:
+        store.close()
     return 0
 
 
@@ -388,7 +443,7 @@ def _query_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server", default=DEFAULT_SERVER, help=f"HOST:PORT of cloud_svc (default {DEFAULT_SERVER}, "
                                                             "or $CLOUD_SVC_SERVER)")
     p.add_argument("--token", default=os.environ.get("CLOUD_SVC_QUERY_TOKEN"),
-                   help="the server's query token, when it has one ($CLOUD_SVC_QUERY_TOKEN)")
+                   help="a Query user's token, from `users add` ($CLOUD_SVC_QUERY_TOKEN)")
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
     p.add_argument("--tls-ca", help="PEM CA that signed the server's certificate (enables TLS)")
     p.add_argument("--tls-cert", help="PEM client certificate (mTLS)")
@@ -410,7 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--clips", help="clip store: a folder or s3://bucket/prefix")
     s.add_argument("--verify-workers", type=int, help="verification threads in this process (default 0)")
     s.add_argument("--verifier", help="yamnet | vggish")
-    s.add_argument("--query-token", help="require this bearer token on Query calls")
+    s.add_argument("--open-query", action="store_true",
+                   help="let Query calls in without a user's token: only on a loopback --listen (tests, demos)")
     s.add_argument("--tls-cert")
     s.add_argument("--tls-key")
     s.add_argument("--tls-client-ca", help="require client certificates signed by this CA (mTLS)")
@@ -437,6 +493,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("device_id", nargs="?")
     v.add_argument("--db", help="database URL (add, revoke, rotate)")
     _query_opts(v)
+
+    u = sub.add_parser("users", help="Query API users: add (the token is the last line), rotate, revoke, list",
+                       epilog=EPILOG, formatter_class=fmt)
+    u.add_argument("action", nargs="?", default="list", choices=["list", "add", "rotate", "revoke"])
+    u.add_argument("name", nargs="?", metavar="NAME")
+    u.add_argument("--role", choices=["reader", "admin"], default="reader", help="(add) default reader")
+    u.add_argument("--db", help="database URL")
+    u.add_argument("--json", action="store_true")
 
     e = sub.add_parser("events", help="list stored events", epilog=EPILOG, formatter_class=fmt)
     _query_opts(e)
@@ -501,9 +565,9 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-COMMANDS = {"correlate": cmd_correlate, "serve": cmd_serve, "db": cmd_db, "devices": cmd_devices, "events": cmd_events,
-            "alerts": cmd_alerts, "agreement": cmd_agreement, "clip": cmd_clip, "verify": cmd_verify,
-            "models": cmd_models, "export-labels": cmd_export_labels}
+COMMANDS = {"correlate": cmd_correlate, "serve": cmd_serve, "users": cmd_users, "db": cmd_db, "devices": cmd_devices,
+            "events": cmd_events, "alerts": cmd_alerts, "agreement": cmd_agreement, "clip": cmd_clip,
+            "verify": cmd_verify, "models": cmd_models, "export-labels": cmd_export_labels}
 
 
 def main(argv: list[str] | None = None) -> int:

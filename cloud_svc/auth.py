@@ -1,13 +1,17 @@
-"""Device authentication: bearer tokens from gRPC metadata, checked against stored hashes, briefly cached."""
+"""Authentication: device bearer tokens (Ingest) and user bearer tokens (Query), from gRPC metadata, checked
+against stored hashes, briefly cached."""
 from __future__ import annotations
 
-import hmac
+import asyncio
 import threading
 import time
 from typing import Iterable, Optional
 
-from cloud_svc.errors import Unauthenticated
+import grpc
+
+from cloud_svc.errors import CloudError, Unauthenticated, status_of
 from cloud_svc.store.devices import DeviceStore, hash_token
+from cloud_svc.store.users import User, UserStore
 
 AUTH_HEADER = "authorization"
 SCHEME = "bearer "
@@ -73,15 +77,67 @@ class TokenAuth:
             self._cache.clear()
 
 
-class StaticTokenAuth:
-    """One shared token (the Query API's optional operator token); compared in constant time."""
+class QueryAuth:
+    """Query API credentials: a user's bearer token -> the user, cached for `ttl_s` (like device tokens).
+    `open_query` lets every call in (a loopback test server only; the config refuses it elsewhere)."""
 
-    def __init__(self, token: Optional[str]):
-        self.token = token
+    def __init__(self, users: UserStore, *, ttl_s: float = 5.0, open_query: bool = False):
+        self.users, self.ttl_s, self.open = users, ttl_s, open_query
+        self._cache: dict[str, tuple[User, float]] = {}
+        self._lock = threading.Lock()
 
-    def check(self, metadata) -> None:
-        if self.token is None:
-            return
-        given = bearer_token(metadata)
-        if not given or not hmac.compare_digest(given.encode(), self.token.encode()):
-            raise Unauthenticated("the Query API needs 'authorization: Bearer <query token>'")
+    def authenticate(self, metadata) -> Optional[User]:
+        """The calling user; None when the API is open. Raises Unauthenticated."""
+        if self.open:
+            return None
+        token = bearer_token(metadata)
+        key = hash_token(token) if token else ""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        user = self.users.authenticate(token)  # raises Unauthenticated
+        if self.ttl_s > 0:
+            with self._lock:
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[key] = (user, now + self.ttl_s)
+        return user
+
+
+class QueryAuthInterceptor(grpc.aio.ServerInterceptor):
+    """Checks the credential of every Query call before anything else: before the request is even parsed, so
+    that a bad argument with a bad token gets UNAUTHENTICATED, never INVALID_ARGUMENT."""
+
+    def __init__(self, auth: QueryAuth, service: str):
+        self.auth, self.prefix = auth, f"/{service}/"
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        if handler is None or not details.method.startswith(self.prefix) or self.auth.open:
+            return handler
+        try:
+            await asyncio.to_thread(self.auth.authenticate, details.invocation_metadata)
+        except CloudError as exc:
+            return _refusal(handler, status_of(exc), str(exc))
+        return handler
+
+
+def _refusal(handler, code: grpc.StatusCode, message: str):
+    """A handler of the same shape as `handler` that reads nothing and ends the call with `code`."""
+    async def unary(_request, context):
+        await context.abort(code, message)
+
+    async def streaming(_request, context):
+        await context.abort(code, message)
+        yield  # pragma: no cover - makes this an async generator; abort() raises
+
+    raw = {"request_deserializer": None, "response_serializer": None}
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(streaming, **raw)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(unary, **raw)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(streaming, **raw)
+    return grpc.unary_unary_rpc_method_handler(unary, **raw)

@@ -1,6 +1,7 @@
 """The cloud process's one pydantic config: defaults in the model, a YAML file, CLOUD_SVC__ env and CLI overrides."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import zlib
@@ -13,6 +14,16 @@ from edgert import labels
 from edgert.settings import Strict, load_layers
 
 ENV_PREFIX = "CLOUD_SVC__"
+
+
+def loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class IngestConfig(Strict):
@@ -93,8 +104,10 @@ class CloudConfig(Strict):
     listen: str = Field("127.0.0.1:50051", pattern=r"^.+:\d{1,5}$", description="HOST:PORT; port 0 picks one")
     clips: Optional[str] = Field(None, description="clip store: a folder (default: clips/ beside a SQLite file, "
                                                    "else ./clips) or s3://bucket/prefix")
-    query_token: Optional[str] = Field(None, min_length=16,
-                                       description="when set, Query calls need 'authorization: Bearer <it>'")
+    open_query: bool = Field(False, description=(
+        "let Query calls in without a user's token; only with a loopback `listen` (a test or demo server). "
+        "Otherwise Query needs a user (`users add NAME --role reader|admin`) and `serve` refuses to start "
+        "without one"))
     edge_thresholds: dict[str, float] = Field(default_factory=dict, description=(
         "label -> threshold pushed to devices on connect; they apply it without a restart and keep it"))
     edge_config_version: Optional[int] = Field(None, ge=1, description=(
@@ -104,6 +117,14 @@ class CloudConfig(Strict):
     verify: VerifyConfig = VerifyConfig()
     fleet: FleetConfig = FleetConfig()
     tls: TlsConfig = TlsConfig()
+
+    @model_validator(mode="after")
+    def _open_query_on_loopback_only(self):
+        if self.open_query and not loopback(self.listen.rsplit(":", 1)[0]):
+            raise ValueError(f"open_query needs a loopback listen address (127.0.0.1, ::1, localhost), not "
+                             f"{self.listen!r}: anyone who reaches the port could read every event; create a "
+                             "Query user instead (`python -m cloud_svc users add NAME --role reader`)")
+        return self
 
     @model_validator(mode="after")
     def _thresholds_in_range(self):

@@ -18,7 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from cloud_svc.auth import StaticTokenAuth, TokenAuth
+from cloud_svc.auth import QueryAuth, QueryAuthInterceptor, TokenAuth
 from cloud_svc.clipstore import open_store
 from cloud_svc.config import CloudConfig, IngestConfig
 from cloud_svc.db import make_engine
@@ -56,7 +56,8 @@ def create_server(addr: str, app: "CloudApp") -> tuple[grpc.aio.Server, int]:
     """Build the grpc.aio server with every service registered and bind `addr` (port 0 picks a free port).
     Starting it is the caller's business."""
     cfg = app.cfg
-    server = grpc.aio.server(options=server_options(cfg.ingest, app.reuse_port))
+    server = grpc.aio.server(options=server_options(cfg.ingest, app.reuse_port),
+                             interceptors=[QueryAuthInterceptor(app.query_auth, QUERY)])
     server.add_generic_rpc_handlers((app.ingest.handler(),))
     app.query.register(server)
     health_pb2_grpc.add_HealthServicer_to_server(app.health, server)
@@ -96,7 +97,8 @@ class CloudApp:
                                    shards=1 if self.store.sqlite else cfg.ingest.committers)
         self.ingest = IngestServicer(self.store.devices, TokenAuth(self.store.devices, cfg.ingest.auth_cache_s),
                                      self.committer, self.clips, cfg)
-        self.query = QueryServicer(self.store.queries, self.clips, self.bus, StaticTokenAuth(cfg.query_token))
+        self.query = QueryServicer(self.store.queries, self.clips, self.bus)
+        self.query_auth = QueryAuth(self.store.users, ttl_s=cfg.ingest.auth_cache_s, open_query=cfg.open_query)
         self.health = health.aio.HealthServicer()
         self.workers: list[Worker] = []
         if cfg.fleet.enabled and cfg.fleet.process:

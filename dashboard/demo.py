@@ -295,7 +295,8 @@ class Demo:
         cfg.write_text(yaml.safe_dump({"fleet": {"radius_m": FLEET_RADIUS_M, "window_s": FLEET_WINDOW_S},
                                        "ingest": {"health_sample_s": HEALTH_SAMPLE_S}}))
         self.cloud.start([sys.executable, "-m", "cloud_svc", "serve", "--db", self.db_url, "--listen", f"{HOST}:0",
-                          "--clips", str(self.clips), "--config", str(cfg), "--verify-workers", "1"])
+                          "--clips", str(self.clips), "--config", str(cfg), "--verify-workers", "1",
+                          "--open-query"])  # loopback only: `python -m cloud_svc events` works without a token
         port = self._wait_for(self.cloud, CLOUD_LISTEN_RE, "listening on HOST:PORT")
         self.cloud_target = f"{HOST}:{port}"
         self.say(f"cloud: serving on {self.cloud_target} (database {self.db_url}, clips {self.clips}, one "

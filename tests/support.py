@@ -73,8 +73,11 @@ class ServerProcess:
     """`python -m cloud_svc serve` as a child process; `start()` waits for its port (0 picks one)."""
 
     def __init__(self, db_url: str, *, listen: str = "127.0.0.1:0", clips: Optional[str] = None,
-                 log_path: Optional[Path] = None, extra: tuple[str, ...] = (), env: Optional[dict] = None):
-        self.db_url, self.listen, self.clips, self.extra = db_url, listen, clips, extra
+                 log_path: Optional[Path] = None, extra: tuple[str, ...] = (), env: Optional[dict] = None,
+                 open_query: bool = True):
+        # open_query: Query without a user's token (loopback only); the auth tests turn it off and add users
+        self.db_url, self.listen, self.clips = db_url, listen, clips
+        self.extra = (*extra, "--open-query") if open_query else extra
         self.log_path = log_path
         self.env = env
         self.proc: Optional[subprocess.Popen] = None

@@ -36,13 +36,19 @@ def test_events_and_devices_print_tables_or_json(tmp_path):
     cfg = config.load(None, {"db": url, "listen": "127.0.0.1:0", "clips": str(tmp_path / "clips")})
     with ServerThread(cfg) as srv:
         srv.app.store.devices.add_device("lamp-1")
+        token = cloud_cli("users", "add", "ann", "--role", "reader", "--db", url).stdout.strip().splitlines()[-1]
         target = f"127.0.0.1:{srv.port}"
-        assert json.loads(cloud_cli("events", "--server", target, "--json").stdout) == []
-        devs = json.loads(cloud_cli("devices", "--server", target, "--json").stdout)
+        refused = cloud_cli("events", "--server", target, "--json", check=False)
+        assert refused.returncode == 2 and "users add" in refused.stderr  # no token: what to do
+        q = ("--server", target, "--token", token)
+        assert json.loads(cloud_cli("events", *q, "--json").stdout) == []
+        devs = json.loads(cloud_cli("devices", *q, "--json").stdout)
         assert devs[0]["device_id"] == "lamp-1" and devs[0]["health"] == "never"
-        out = cloud_cli("devices", "list", "--server", target).stdout
+        out = cloud_cli("devices", "list", *q).stdout
         assert out.splitlines()[0].startswith("DEVICE") and "lamp-1" in out
-        assert cloud_cli("alerts", "--server", target, "--json").stdout.strip() == "[]"
+        assert cloud_cli("alerts", *q, "--json").stdout.strip() == "[]"
+        users = json.loads(cloud_cli("users", "--db", url, "--json").stdout)
+        assert [(u["name"], u["role"], u["revoked"]) for u in users] == [("ann", "reader", False)]
     down = cloud_cli("events", "--server", "127.0.0.1:1", check=False)
     assert down.returncode == 2 and "UNAVAILABLE" in down.stderr
 

@@ -110,7 +110,8 @@ def test_a_bucket_outage_is_retried_and_loses_nothing(tmp_path, monkeypatch):
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
     cfg = config.load(None, {"db": f"sqlite:///{tmp_path / 'cloud.db'}", "listen": "127.0.0.1:0",
-                             "clips": f"s3://clips?endpoint={endpoint}", "fleet.enabled": False})
+                             "clips": f"s3://clips?endpoint={endpoint}", "fleet.enabled": False,
+                             "open_query": True})
     with ServerThread(cfg) as srv:
         token = srv.app.store.devices.add_device("lamp-s3")
         ob = Outbox(tmp_path / "outbox.db")
@@ -137,7 +138,8 @@ def test_a_bucket_outage_is_retried_and_loses_nothing(tmp_path, monkeypatch):
 
 def test_clips_sent_by_an_edge_round_trip_byte_exact_through_the_bucket(s3, tmp_path):
     cfg = config.load(None, {"db": f"sqlite:///{tmp_path / 'cloud.db'}", "listen": "127.0.0.1:0",
-                             "clips": f"s3://clips/prod?endpoint={s3}", "fleet.enabled": False})
+                             "clips": f"s3://clips/prod?endpoint={s3}", "fleet.enabled": False,
+                             "open_query": True})
     with ServerThread(cfg) as srv:
         token = srv.app.store.devices.add_device("lamp-s3")
         ob = Outbox(tmp_path / "outbox.db")
