@@ -11,7 +11,8 @@ import sys
 import time
 
 import pytest
-from galera import GaleraCluster, GaleraError, missing_packages
+import yaml
+from galera import MARIADBD, GaleraCluster, GaleraError, missing_packages
 
 from support import REPO, env_with_repo
 
@@ -70,6 +71,30 @@ def schema_of(cluster: GaleraCluster, node: int, database: str) -> dict[str, str
     """{table: SHOW CREATE TABLE} of every table of `database` as node `node` has it."""
     tables = [r[0] for r in run_sql(cluster, node, "SHOW TABLES", database=database, causal=True)]
     return {t: run_sql(cluster, node, f"SHOW CREATE TABLE `{t}`", database=database)[0][1] for t in tables}
+
+
+def mariadbd_accepts(cnf_text: str, tmp_path) -> subprocess.CompletedProcess:
+    cnf = tmp_path / "my.cnf"
+    cnf.write_text(cnf_text)
+    return subprocess.run([MARIADBD, f"--defaults-file={cnf}", "--verbose", "--help"], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_mariadbd_accepts_the_wsrep_config_of_the_kubernetes_manifests(tmp_path):
+    """The schema check cannot see inside galera.cnf; mariadbd itself rejects an unknown or misspelt option."""
+    why = missing_packages()
+    if why:
+        pytest.fail(why)
+    docs = [d for d in yaml.safe_load_all((REPO / "deploy" / "galera.yaml").read_text()) if d]
+    cnf = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["galera.cnf"]
+    per_pod = "wsrep_node_name=galera-0\nwsrep_node_address=10.0.0.10\nwsrep_sst_auth=mariabackup:x\nuser=mysql\n"
+    res = mariadbd_accepts(cnf + per_pod, tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    for option, value in (("binlog-format", "ROW"), ("innodb-autoinc-lock-mode", "2"),
+                          ("default-storage-engine", "InnoDB"), ("wsrep-sst-method", "mariabackup")):
+        assert any(line.split() == [option, value] for line in res.stdout.splitlines()), (option, value)
+    res = mariadbd_accepts(cnf + per_pod + "wsrep_sst_metod=rsync\n", tmp_path)  # the check can fail
+    assert res.returncode != 0 and "unknown variable 'wsrep_sst_metod=rsync'" in res.stderr
 
 
 def test_three_nodes_are_synced_in_one_primary_component(cluster):
