@@ -20,6 +20,10 @@ class InvalidMessage(CloudError):
         self.field, self.detail = field, message
 
 
+class ClipNotUploaded(InvalidMessage):
+    """A record refers by hash to a clip that was never uploaded: a precondition of the record, not a bad field."""
+
+
 class Unauthenticated(CloudError):
     """No token, an unknown token, or the token of a revoked device."""
 
@@ -66,6 +70,7 @@ class CheckpointError(VerifierUnavailable):
 
 # Domain error -> gRPC status. The first matching class (in MRO order of the raised error) wins.
 STATUS: dict[type[CloudError], grpc.StatusCode] = {
+    ClipNotUploaded: grpc.StatusCode.FAILED_PRECONDITION,
     InvalidMessage: grpc.StatusCode.INVALID_ARGUMENT,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Optional
+from typing import Callable, NamedTuple, Optional
 
 from cloud_svc.domain import (
     EMBEDDING_F16_BYTES,
@@ -22,7 +22,7 @@ from cloud_svc.domain import (
     RejectIn,
     Verified,
 )
-from cloud_svc.errors import InvalidMessage
+from cloud_svc.errors import ClipNotUploaded, InvalidMessage
 from edgert.v1 import common_pb2, ingest_pb2, query_pb2
 
 EVENT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -91,7 +91,23 @@ def _position(msg, field: str) -> tuple[Optional[float], Optional[float]]:
 
 
 # ---------------------------------------------------------------------------------------------- ingest in
-def event_in(e: ingest_pb2.Event, field: str, *, ended: bool, max_inline: int, max_clip: int) -> EventIn:
+class Problem(NamedTuple):
+    """What was wrong with one record of a batch: the record became a dead letter, or (clip_only) only its clip
+    was dropped and the event is stored without it."""
+    seq: int
+    error: InvalidMessage
+    clip_only: bool = False
+
+
+def clip_dropped_reason(exc: InvalidMessage) -> str:
+    """What the event's clip_dropped says when the cloud refused its clip (it fits the column and the text limit)."""
+    return f"clip rejected: {exc.detail}"[:MAX_TEXT]
+
+
+def event_in(e: ingest_pb2.Event, field: str, *, ended: bool, max_inline: int,
+             max_clip: int) -> tuple[EventIn, Optional[InvalidMessage]]:
+    """The event, and the problem of its clip when the clip could not be used: a bad clip costs only the clip (the
+    event keeps the rest, with clip_dropped saying why); any other bad field raises."""
     if not EVENT_ID_RE.match(e.event_id):
         raise InvalidMessage(f"{field}.event_id", "must be 32 lowercase hex digits")
     if not LABEL_RE.match(e.label):
@@ -113,15 +129,20 @@ def event_in(e: ingest_pb2.Event, field: str, *, ended: bool, max_inline: int, m
                              f"must be {EMBEDDING_F16_BYTES} bytes, got {len(e.embedding_f16)}")
     if not HEX_RE.match(e.model_sha256):
         raise InvalidMessage(f"{field}.model_sha256", "must be lowercase hex")
-    clip = None
-    if e.HasField("clip"):
+    out = EventIn(e.event_id, e.label, start, end, _score(e.score, f"{field}.score"), classes, lat, lon,
+                  text(e.backend, f"{field}.backend", 64, required=False), e.model_sha256,
+                  float(e.inference_ms) if e.inference_ms else None, bytes(e.embedding_f16) or None, None,
+                  text(e.clip_dropped, f"{field}.clip_dropped", required=False) or None)
+    if not e.HasField("clip"):
+        return out, None
+    try:  # last, so that a record with a bad event field is a dead letter whatever its clip
         if not ended:
             raise InvalidMessage(f"{field}.clip", "clips come with event_end")
-        clip = clip_in(e.clip, f"{field}.clip", max_inline, max_clip)
-    return EventIn(e.event_id, e.label, start, end, _score(e.score, f"{field}.score"), classes, lat, lon,
-                   text(e.backend, f"{field}.backend", 64, required=False), e.model_sha256,
-                   float(e.inference_ms) if e.inference_ms else None, bytes(e.embedding_f16) or None, clip,
-                   text(e.clip_dropped, f"{field}.clip_dropped", required=False) or None)
+        out.clip = clip_in(e.clip, f"{field}.clip", max_inline, max_clip)
+    except InvalidMessage as exc:
+        out.clip_dropped = clip_dropped_reason(exc)
+        return out, exc
+    return out, None
 
 
 def clip_in(c: common_pb2.Clip, field: str, max_inline: int, max_clip: int) -> ClipIn:
@@ -137,14 +158,14 @@ def clip_in(c: common_pb2.Clip, field: str, max_inline: int, max_clip: int) -> C
         if not c.inline:
             raise InvalidMessage(f"{field}.inline", "is empty")
         if len(c.inline) > max_inline:
-            raise InvalidMessage(f"{field}.inline", f"{len(c.inline)} bytes; clips over {max_inline} bytes are "
-                                                    "uploaded as clip_chunk messages and sent as ref")
+            raise InvalidMessage(f"{field}.inline", f"{len(c.inline)} bytes inline, over max_inline_clip_bytes "
+                                                    f"{max_inline}; upload it as clip_chunk messages, send a ref")
         out.data = bytes(c.inline)
     elif which == "ref":
         if not SHA256_RE.match(c.ref.sha256):
             raise InvalidMessage(f"{field}.ref.sha256", "must be 64 lowercase hex digits")
         if not 0 < c.ref.size <= max_clip:
-            raise InvalidMessage(f"{field}.ref.size", f"must be in [1, {max_clip}]")
+            raise InvalidMessage(f"{field}.ref.size", f"must be in [1, max_clip_bytes {max_clip}]")
         out.sha256, out.size = c.ref.sha256, int(c.ref.size)
     else:
         raise InvalidMessage(f"{field}.data", "a clip needs inline bytes or a ref")
@@ -171,14 +192,14 @@ def alert_in(a: ingest_pb2.DeviceAlert, field: str) -> AlertIn:
 
 
 def batch_in(device_id: str, b: ingest_pb2.RecordBatch, *, max_records: int, max_inline: int,
-             max_clip: int) -> tuple[BatchIn, list[tuple[int, InvalidMessage]]]:
+             max_clip: int) -> tuple[BatchIn, list[Problem]]:
     """The batch and the problems of single records. A bad record becomes a dead letter (kind "reject"), so
-    its seq is settled and the stream goes on; a bad batch raises."""
+    its seq is settled and the stream goes on; a bad clip is dropped from its event; a bad batch raises."""
     n = len(b.records)
     if not 1 <= n <= max_records:
-        raise InvalidMessage("batch.records", f"needs 1-{max_records} records, got {n}")
+        raise InvalidMessage("batch.records", f"needs 1-{max_records} records (max_batch_records), got {n}")
     records: list[RecordIn] = []
-    problems: list[tuple[int, InvalidMessage]] = []
+    problems: list[Problem] = []
     prev = 0
     for i, r in enumerate(b.records):
         field = f"batch.records[{i}]"
@@ -189,22 +210,39 @@ def batch_in(device_id: str, b: ingest_pb2.RecordBatch, *, max_records: int, max
             created = _ns(r.created_ns, f"{field}.created_ns")
             kind = r.WhichOneof("kind")
             payload: Payload
-            if kind == "event":
-                payload = event_in(r.event, f"{field}.event", ended=False, max_inline=max_inline, max_clip=max_clip)
-            elif kind == "event_end":
-                payload = event_in(r.event_end, f"{field}.event_end", ended=True, max_inline=max_inline,
-                                   max_clip=max_clip)
+            clip_error: Optional[InvalidMessage] = None
+            if kind in ("event", "event_end"):
+                payload, clip_error = event_in(getattr(r, kind), f"{field}.{kind}", ended=kind == "event_end",
+                                               max_inline=max_inline, max_clip=max_clip)
             elif kind == "alert":
                 payload = alert_in(r.alert, f"{field}.alert")
             else:
                 raise InvalidMessage(f"{field}.kind", "one of event, event_end, alert is required")
             records.append(RecordIn(r.seq, created, kind, payload))
+            if clip_error is not None:
+                problems.append(Problem(int(r.seq), clip_error, clip_only=True))
         except InvalidMessage as exc:
-            problems.append((int(r.seq), exc))
+            problems.append(Problem(int(r.seq), exc))
             records.append(RecordIn(r.seq, max(r.created_ns, 0), "reject", RejectIn(exc.field, exc.detail)))
     if not 1 <= b.low_water <= records[0].seq:
         raise InvalidMessage("batch.low_water", f"must be in [1, first seq {records[0].seq}], got {b.low_water}")
     return BatchIn(device_id, int(b.low_water), records), problems
+
+
+def drop_missing_clips(batch: BatchIn, exists: Callable[[str], bool], reason: str) -> list[Problem]:
+    """Drop the clips the batch refers to by hash that were never uploaded (`exists` says which are in the clip
+    store): each event keeps the rest, with clip_dropped = reason, and each is a clip-only problem."""
+    problems = []
+    for i, r in enumerate(batch.records):  # in the order of the message's records, so i is their index
+        e = r.payload
+        if not isinstance(e, EventIn) or e.clip is None or e.clip.data is not None or exists(e.clip.sha256):
+            continue
+        problems.append(Problem(r.seq, ClipNotUploaded(
+            f"batch.records[{i}].{r.kind}.clip.ref.sha256",
+            f"clip {e.clip.sha256} was never uploaded (send its clip_chunk messages before the batch that refers "
+            "to it); the event is stored without it"), clip_only=True))
+        e.clip, e.clip_dropped = None, reason
+    return problems
 
 
 def heartbeat_in(device_id: str, h: ingest_pb2.Heartbeat) -> HeartbeatIn:
@@ -238,8 +276,23 @@ def ack(device_id: str, seq: int) -> ingest_pb2.IngestResponse:
     return ingest_pb2.IngestResponse(ack=ingest_pb2.Ack(device_id=device_id, seq=seq))
 
 
-def reject(code: int, field: str, message: str, seq: int = 0) -> ingest_pb2.IngestResponse:
-    return ingest_pb2.IngestResponse(reject=ingest_pb2.Reject(code=code, field=field, message=message[:1000], seq=seq))
+def reject(code: int, field: str, message: str, seq: int = 0, *,
+           scope: ingest_pb2.Reject.Scope = ingest_pb2.Reject.SCOPE_MESSAGE,
+           first_seq: int = 0, last_seq: int = 0) -> ingest_pb2.IngestResponse:
+    return ingest_pb2.IngestResponse(reject=ingest_pb2.Reject(
+        code=code, field=field, message=message[:1000], seq=seq, scope=scope, first_seq=first_seq, last_seq=last_seq))
+
+
+def record_reject(code: int, p: Problem) -> ingest_pb2.IngestResponse:
+    """A dead-lettered record (RECORD), or a record whose clip was dropped (CLIP)."""
+    return reject(code, p.error.field, p.error.detail, p.seq,
+                  scope=ingest_pb2.Reject.SCOPE_CLIP if p.clip_only else ingest_pb2.Reject.SCOPE_RECORD)
+
+
+def batch_reject(code: int, exc: InvalidMessage, b: ingest_pb2.RecordBatch) -> ingest_pb2.IngestResponse:
+    """A batch refused whole, named by the seqs of its first and last records as sent."""
+    first, last = (b.records[0].seq, b.records[-1].seq) if b.records else (0, 0)
+    return reject(code, exc.field, exc.detail, scope=ingest_pb2.Reject.SCOPE_BATCH, first_seq=first, last_seq=last)
 
 
 def config_push(thresholds: dict[str, float], sample_rate: float, version: int) -> ingest_pb2.IngestResponse:

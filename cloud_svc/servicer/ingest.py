@@ -11,8 +11,9 @@ from cloud_svc import errors
 from cloud_svc.auth import TokenAuth, bearer_token
 from cloud_svc.clipstore import ClipStore, Upload
 from cloud_svc.config import CloudConfig
+from cloud_svc.domain import BatchIn, EventIn
 from cloud_svc.errors import CloudError, Draining, InvalidMessage, PermissionDenied
-from cloud_svc.ingest import Committer
+from cloud_svc.ingest import CLIP_MISSING, Committer
 from cloud_svc.servicer import convert
 from cloud_svc.store import DeviceStore
 from edgert.v1 import ingest_pb2
@@ -21,7 +22,8 @@ log = logging.getLogger("cloud_svc.ingest")
 
 SERVICE = "edgert.v1.Ingest"
 MAX_INFLIGHT_BATCHES = 64   # per stream; beyond this the stream stops reading (HTTP/2 flow control pushes back)
-MAX_CHUNK_BYTES = 1 << 20
+MAX_CHUNK_BYTES = 1 << 20   # ClipChunk.data (or max_message_bytes when lower); documented in ingest.proto
+UPLOADS_REMEMBERED = 256    # per stream: clips uploaded here, which a ref then needs no clip store lookup for
 CONFIG_POLL_S = 5.0         # a device's own thresholds, changed on the dashboard, reach it within this + a heartbeat
 INVALID = grpc.StatusCode.INVALID_ARGUMENT.value[0]
 
@@ -55,6 +57,7 @@ class _Stream:
     def __init__(self, device_id: str, token: str):
         self.device_id, self.token = device_id, token
         self.uploads: dict[str, Upload] = {}
+        self.uploaded: dict[str, None] = {}        # sha256s of the clips completed on this stream, oldest first
         self.out: asyncio.Queue = asyncio.Queue()  # responses, commit futures (-> acks), _END or _Abort, in order
         self.owed = 0                              # commits whose acks have not left yet
         self.slots = asyncio.Semaphore(MAX_INFLIGHT_BATCHES)
@@ -155,12 +158,10 @@ class IngestServicer:
                 except InvalidMessage as exc:
                     self.rejected += 1
                     s.out.put_nowait(convert.reject(INVALID, exc.field, exc.detail))
-                except PermissionDenied as exc:
-                    s.out.put_nowait(convert.reject(errors.status_of(exc).value[0], "hello.device_id", str(exc)))
             s.out.put_nowait(_END)  # the device half-closed: finish the acks it is owed, then end
         except asyncio.CancelledError:
             raise
-        except CloudError as exc:
+        except CloudError as exc:  # Unauthenticated, PermissionDenied (a Hello for another device): read no more
             s.out.put_nowait(_Abort(exc))
         except Exception as exc:  # noqa: BLE001 - the transport failed under us; the stream is gone
             log.debug("stream of %s ended: %s", s.device_id, exc)
@@ -173,11 +174,17 @@ class IngestServicer:
         ic = self.cfg.ingest
         if which == "batch":
             await self._recheck(s)
-            batch, problems = convert.batch_in(s.device_id, msg.batch, max_records=ic.max_batch_records,
-                                               max_inline=ic.max_inline_clip_bytes, max_clip=ic.max_clip_bytes)
-            for seq, p in problems:
+            try:
+                batch, problems = convert.batch_in(s.device_id, msg.batch, max_records=ic.max_batch_records,
+                                                   max_inline=ic.max_inline_clip_bytes, max_clip=ic.max_clip_bytes)
+            except InvalidMessage as exc:
                 self.rejected += 1
-                s.out.put_nowait(convert.reject(INVALID, p.field, p.detail, seq))
+                s.out.put_nowait(convert.batch_reject(INVALID, exc, msg.batch))
+                return
+            problems += await self._drop_missing_clips(s, batch)
+            for p in problems:  # before the batch's ack, so a device hears of a dropped clip before it forgets it
+                self.rejected += 1
+                s.out.put_nowait(convert.record_reject(errors.status_of(p.error).value[0], p))
             await s.slots.acquire()
             s.owed += 1
             s.out.put_nowait(self.committer.submit_async(batch))
@@ -189,8 +196,9 @@ class IngestServicer:
                 await self._push_config(s)
         elif which == "hello":
             h = msg.hello
-            if h.device_id != s.device_id:
-                raise PermissionDenied(f"this token belongs to {s.device_id!r}, not {h.device_id!r}")
+            if h.device_id != s.device_id:  # ends the stream: nothing after it may be stored under either device
+                raise PermissionDenied(f"this token belongs to device {s.device_id!r}, not to {h.device_id!r} "
+                                       "(Hello.device_id)")
             agent = convert.text(h.agent, "hello.agent", required=False)
             mark = await asyncio.to_thread(self.devices.hello, s.device_id, agent)
             s.out.put_nowait(convert.ack(s.device_id, mark))
@@ -210,6 +218,16 @@ class IngestServicer:
         if always or version != s.pushed_version:
             s.pushed_version = version
             s.out.put_nowait(convert.config_push(thresholds, self.cfg.verify.sample_rate, version))
+
+    async def _drop_missing_clips(self, s: _Stream, batch: BatchIn) -> list[convert.Problem]:
+        """Refs to clips that were never uploaded cost only the clip (the committer checks again, as a backstop);
+        clips uploaded on this stream are known to be there without asking the store."""
+        refs = {r.payload.clip.sha256 for r in batch.records if isinstance(r.payload, EventIn)
+                and r.payload.clip is not None and r.payload.clip.data is None} - s.uploaded.keys()
+        if not refs:
+            return []
+        there = await asyncio.to_thread(lambda: {sha for sha in refs if self.store.exists(sha)})
+        return convert.drop_missing_clips(batch, lambda sha: sha in there or sha in s.uploaded, CLIP_MISSING)
 
     async def _recheck(self, s: _Stream) -> None:
         """A token revoked while its stream is open is noticed within the auth cache's lifetime (Unauthenticated
@@ -238,3 +256,6 @@ class IngestServicer:
             raise
         if done:
             del s.uploads[c.sha256]
+            s.uploaded[c.sha256] = None
+            if len(s.uploaded) > UPLOADS_REMEMBERED:
+                del s.uploaded[next(iter(s.uploaded))]

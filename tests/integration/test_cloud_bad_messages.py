@@ -70,7 +70,7 @@ def malformed(rng: random.Random, i: int) -> bytes:
 
 
 def is_marker(r) -> bool:
-    return r.HasField("reject") and r.reject.field == "hello.device_id"
+    return r.HasField("reject") and r.reject.field == "heartbeat.sent_ns"
 
 
 def open_raw(target: str, token: str | None, **opts):
@@ -107,9 +107,9 @@ def test_a_thousand_malformed_and_oversized_messages_leave_the_server_serving(tm
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
-        # After each bad message a marker (a Hello for another device: always PERMISSION_DENIED on hello.device_id)
+        # After each bad message a marker (a heartbeat without its time: always rejected on heartbeat.sent_ns)
         # delimits its answers, which are in order: message i was rejected if a reject precedes marker i.
-        marker = ingest_pb2.IngestRequest(hello=ingest_pb2.Hello(device_id="someone-else")).SerializeToString()
+        marker = ingest_pb2.IngestRequest(heartbeat=ingest_pb2.Heartbeat(sent_ns=0)).SerializeToString()
         kinds = []
         for i in range(N):
             q.put(malformed(rng, i))
@@ -127,6 +127,9 @@ def test_a_thousand_malformed_and_oversized_messages_leave_the_server_serving(tm
             elif r.HasField("reject"):
                 current = True
                 assert r.reject.code == grpc.StatusCode.INVALID_ARGUMENT.value[0] and r.reject.field
+                assert r.reject.scope != ingest_pb2.Reject.SCOPE_UNSPECIFIED
+                if r.reject.scope == ingest_pb2.Reject.SCOPE_BATCH:  # named by its seqs, as sent
+                    assert r.reject.field.startswith("batch.") and r.reject.seq == 0
         assert len(verdicts) == N
         by_kind = {k: [v for v, kk in zip(verdicts, kinds) if kk == k] for k in range(6)}
         for k in (1, 3, 4, 5):  # truncated, invalid values, bad structure, bad uploads: always rejected

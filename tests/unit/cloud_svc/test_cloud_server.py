@@ -107,22 +107,32 @@ def test_a_bad_message_gets_invalid_argument_naming_the_field_and_the_stream_sur
     r1, r2 = s.recv(), s.recv()
     assert r1.reject.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert r1.reject.field == "batch.records[0].event.label" and r1.reject.seq == 1
+    assert r1.reject.scope == ipb.Reject.SCOPE_RECORD
     assert r2.ack.seq == 2  # the bad record was dead-lettered, the good one stored
-    s.send(batch=ipb.RecordBatch(low_water=5, records=[event(3)]))  # low_water above the first seq
-    assert s.recv().reject.field == "batch.low_water"
+    s.send(batch=ipb.RecordBatch(low_water=5, records=[event(3), event(4)]))  # low_water above the first seq
+    r = s.recv().reject
+    assert r.field == "batch.low_water" and r.scope == ipb.Reject.SCOPE_BATCH
+    assert (r.first_seq, r.last_seq, r.seq) == (3, 4, 0)  # the batch is named by its seqs
     s.send()  # an empty IngestRequest
-    assert s.recv().reject.field == "msg"
+    r = s.recv().reject
+    assert r.field == "msg" and r.scope == ipb.Reject.SCOPE_MESSAGE
     s.send(batch=ipb.RecordBatch(low_water=3, records=[event(3)]))
     assert s.recv().ack.seq == 3
     s.close()
 
 
-def test_a_device_cannot_speak_for_another(server):
+def test_a_hello_for_another_device_ends_the_stream_and_nothing_after_it_is_stored(server):
     token = server.app.store.devices.add_device("d1")
+    server.app.store.devices.add_device("d2")
     s = Stream(server.port, token)
     s.send(hello=pb()[1].Hello(device_id="d2"))
-    r = s.recv()
-    assert r.reject.code == grpc.StatusCode.PERMISSION_DENIED.value[0] and r.reject.field == "hello.device_id"
+    s.send(batch=pb()[1].RecordBatch(low_water=1, records=[event(1)]))
+    with pytest.raises(grpc.RpcError) as err:
+        s.recv()
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "'d1'" in err.value.details() and "'d2'" in err.value.details()
+    time.sleep(0.3)  # what a reader that went on would have committed by now
+    assert server.app.store.queries.count_events() == 0
     s.close()
 
 
@@ -205,6 +215,61 @@ def test_an_inline_clip_round_trips(server):
     s.close()
     with QueryClient(f"127.0.0.1:{server.port}") as q:
         assert q.clip("d1", event_id=start.event.event_id)[1] == clip
+
+
+def stored_events(server):
+    from cloud_svc.domain import EventFilter
+
+    return server.app.store.queries.list_events(EventFilter())
+
+
+def event_end_with_clip(start, seq: int, clip):
+    _, ipb, _ = pb()
+    return ipb.Record(seq=seq, created_ns=time.time_ns(), event_end=ipb.Event(
+        event_id=start.event.event_id, label="glass_break", start_ns=start.event.start_ns,
+        end_ns=start.event.start_ns + 10**9, score=0.9, clip=clip))
+
+
+def test_an_inline_clip_over_the_limit_costs_only_the_clip_and_the_device_is_told(server):
+    common_pb2, ipb, _ = pb()
+    token = server.app.store.devices.add_device("d1")
+    limit = server.app.cfg.ingest.max_inline_clip_bytes
+    s = Stream(server.port, token)
+    start = event(1)
+    big = common_pb2.Clip(format="flac", sample_rate=16000, inline=os.urandom(limit + 1))
+    s.send(batch=ipb.RecordBatch(low_water=1, records=[start, event_end_with_clip(start, 2, big)]))
+    r, a = s.recv(), s.recv()
+    assert r.reject.scope == ipb.Reject.SCOPE_CLIP and r.reject.seq == 2
+    assert r.reject.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert r.reject.field == "batch.records[1].event_end.clip.inline" and str(limit) in r.reject.message
+    assert a.ack.seq == 2  # the event was stored, not dead-lettered
+    s.close()
+    [ev] = stored_events(server)
+    assert ev.event_id == start.event.event_id and ev.end_ns and ev.clip is None
+    assert "max_inline_clip_bytes" in ev.clip_dropped
+
+
+def test_a_ref_to_a_clip_never_uploaded_costs_only_the_clip_and_the_device_is_told(server):
+    common_pb2, ipb, _ = pb()
+    token = server.app.store.devices.add_device("d1")
+    s = Stream(server.port, token)
+    clip = os.urandom(3000)
+    sha = hashlib.sha256(clip).hexdigest()
+    s.send(clip_chunk=ipb.ClipChunk(sha256=sha, total_size=len(clip), offset=0, data=clip))  # this one is uploaded
+    start1, start2 = event(1), event(3)
+    ref = lambda h: common_pb2.Clip(format="flac", sample_rate=16000, ref=common_pb2.ClipRef(sha256=h, size=3000))  # noqa: E731
+    s.send(batch=ipb.RecordBatch(low_water=1, records=[
+        start1, event_end_with_clip(start1, 2, ref(sha)), start2, event_end_with_clip(start2, 4, ref("e" * 64))]))
+    r, a = s.recv(), s.recv()
+    assert r.reject.scope == ipb.Reject.SCOPE_CLIP and r.reject.seq == 4
+    assert r.reject.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    assert r.reject.field == "batch.records[3].event_end.clip.ref.sha256" and "e" * 64 in r.reject.message
+    assert a.ack.seq == 4
+    s.close()
+    by_id = {e.event_id: e for e in stored_events(server)}
+    assert by_id[start1.event.event_id].clip.sha256 == sha
+    missing = by_id[start2.event.event_id]
+    assert missing.clip is None and missing.clip_dropped == "clip upload missing" and missing.end_ns
 
 
 def test_health_is_serving_and_reflection_lists_the_services(server):
