@@ -176,7 +176,7 @@ def cmd_run(args) -> int:
     if uplink is not None:
         u = uplink.stats()
         print(f"cloud {cfg.cloud.address}: acked up to seq {u['acked_seq']}, {u['connects']} connects, "
-              f"{u['rejects']} rejected", file=sys.stderr)
+              f"{u['rejects']} rejected, {u['clip_rejects']} clips dropped", file=sys.stderr)
         if uplink.failed is not None:
             print(f"error: {uplink.failed}", file=sys.stderr)
             return 2

@@ -5,7 +5,9 @@ stream the outbox in seq order (clips over `inline_clip_bytes` are uploaded firs
 sent by reference), keep at most `max_inflight_records` unacked, send heartbeats, and apply each ack to the
 outbox. A session that fails with UNAVAILABLE or DEADLINE_EXCEEDED (including an ack that does not come
 within `ack_timeout_s`) is retried after an exponential backoff with full jitter; any other status stops
-the uplink (`failed` says why) and the records stay in the outbox.
+the uplink (`failed` says why) and the records stay in the outbox. That includes UNAUTHENTICATED (a wrong or
+revoked token) and PERMISSION_DENIED (a token of another device than --device-id). In-band Rejects are logged
+and counted by scope: a record (dead-lettered) or a batch in `rejects`, a dropped clip in `clip_rejects`.
 """
 from __future__ import annotations
 
@@ -28,7 +30,12 @@ from edgert.channel import open_channel
 log = logging.getLogger("edge_rt.uplink")
 
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+REFUSED = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
 AGENT = "edge_rt/0.1"
+HINTS = {  # what to check when the cloud refuses this device for good
+    grpc.StatusCode.UNAUTHENTICATED: "check --token (`python -m cloud_svc devices add|rotate ID` prints one)",
+    grpc.StatusCode.PERMISSION_DENIED: "--device-id must be the device the token was issued for",
+}
 
 
 class UplinkError(EdgeRtError):
@@ -69,7 +76,8 @@ class Uplink:
         self.acked_seq = 0
         self.connects = 0
         self.retries = 0
-        self.rejects = 0
+        self.rejects = 0       # records dead-lettered, batches and messages refused
+        self.clip_rejects = 0  # clips the cloud dropped (their events are stored without them)
         self.sent_records = 0
         self.last_error = ""
         self.connected = False
@@ -93,7 +101,8 @@ class Uplink:
     def stats(self) -> dict:
         return {"connected": self.connected, "connects": self.connects, "retries": self.retries,
                 "acked_seq": self.acked_seq, "sent_records": self.sent_records, "rejects": self.rejects,
-                "last_error": self.last_error, "failed": str(self.failed) if self.failed else None}
+                "clip_rejects": self.clip_rejects, "last_error": self.last_error,
+                "failed": str(self.failed) if self.failed else None}
 
     def run(self) -> None:
         attempt = 0
@@ -111,7 +120,7 @@ class Uplink:
                 code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
                 detail = exc.details() if hasattr(exc, "details") else str(exc)
                 if code not in RETRYABLE:
-                    self.failed = UplinkError(f"the cloud at {self.target} refused this device: {code.name}: {detail}")
+                    self.failed = self._refused(code, detail)
                     self.last_error = str(self.failed)
                     log.error("%s; not retrying (records stay in the outbox)", self.failed)
                     return
@@ -134,6 +143,10 @@ class Uplink:
             delay = self.o.backoff.delay(attempt)
             log.warning("uplink to %s: %s; reconnecting in %.2f s", self.target, self.last_error, delay)
             self._stop.wait(delay)
+
+    def _refused(self, code: grpc.StatusCode, detail: str) -> UplinkError:
+        hint = f" ({HINTS[code]})" if code in HINTS else ""
+        return UplinkError(f"the cloud at {self.target} refused device {self.device_id!r}: {code.name}: {detail}{hint}")
 
     # ------------------------------------------------------------------------------------------ one session
     def _channel(self) -> grpc.Channel:
@@ -202,10 +215,10 @@ class Uplink:
                         except Exception:  # noqa: BLE001 - a config that cannot be applied must not end the session
                             log.exception("applying the cloud's config failed")
                 elif which == "reject":
-                    r = resp.reject
-                    self.rejects += 1
-                    log.warning("cloud rejected %s%s: %s", r.field, f" (seq {r.seq}, dead-lettered)" if r.seq else "",
-                                r.message)
+                    refusal = self._on_reject(resp.reject, state)
+                    if refusal is not None:
+                        state.error = refusal
+                        return
         except grpc.RpcError as exc:
             state.error = exc
         except Exception as exc:  # noqa: BLE001 - e.g. the outbox failed while applying an ack
@@ -214,6 +227,29 @@ class Uplink:
             state.ended = True
             with self._cv:
                 self._cv.notify_all()
+
+    def _on_reject(self, r, state: "_SessionState") -> Optional[UplinkError]:
+        """Log and count an in-band Reject; a refused Hello (as older servers sent it in-band) is returned, to stop
+        the uplink as the status would."""
+        R = self.pb.Reject
+        scope = r.scope or (R.SCOPE_RECORD if r.seq else R.SCOPE_MESSAGE)  # an older server sets no scope
+        if scope == R.SCOPE_CLIP:
+            self.clip_rejects += 1
+            log.warning("cloud dropped the clip of seq %d (%s: %s); the event is stored without it", r.seq, r.field,
+                        r.message)
+            return None
+        self.rejects += 1
+        if scope == R.SCOPE_BATCH:
+            log.error("cloud refused the batch of seqs %d-%d (%s: %s); it stays in the outbox", r.first_seq,
+                      r.last_seq, r.field, r.message)
+        elif scope == R.SCOPE_RECORD:
+            log.warning("cloud rejected seq %d (%s: %s); it is dead-lettered", r.seq, r.field, r.message)
+        else:
+            refused = [c for c in REFUSED if c.value[0] == r.code]
+            if refused and r.field.startswith("hello.") and not state.hello_acked:
+                return self._refused(refused[0], r.message)
+            log.warning("cloud rejected a message (%s: %s)", r.field, r.message)
+        return None
 
     def _on_ack(self, seq: int, state: "_SessionState") -> None:
         if seq:
@@ -310,6 +346,7 @@ class Uplink:
             figures = self.heartbeat() if self.heartbeat else {}
         except Exception as exc:  # noqa: BLE001 - a heartbeat must never end the session
             figures = {"heartbeat_error": str(exc)}
+        figures = {**figures, "uplink_rejects": self.rejects, "uplink_clip_rejects": self.clip_rejects}
         hb = self.pb.Heartbeat(sent_ns=time.time_ns(), outbox_depth=st["depth"], outbox_dropped=st["dropped"])
         for k, v in figures.items():
             if isinstance(v, bool) or v is None:

@@ -1,5 +1,6 @@
 """The uplink's session state machine against a scripted Ingest server over loopback gRPC: the hello and its ack,
-acks that trim the outbox, rejects, retries with backoff, and the refusals that stop it (a wrong device id)."""
+acks that trim the outbox, rejects by scope (record, clip, batch), retries with backoff, and the refusals that stop
+it (a wrong device id, as a status or as an older server's in-band reject)."""
 from __future__ import annotations
 
 import threading
@@ -174,3 +175,76 @@ def test_an_ack_that_never_comes_ends_the_session_and_the_batch_is_sent_again(se
     batches = [q for q in servicer.seen if q.WhichOneof("msg") == "batch"]
     assert servicer.calls >= 2 and [r.seq for r in batches[-1].batch.records] == [1, 2]
     assert "DEADLINE_EXCEEDED" in up.last_error
+
+
+def test_a_dropped_clip_is_logged_and_counted_apart_and_the_stream_goes_on(serve, tmp_path, caplog):
+    def clip_dropping(n, requests, context):
+        for req in requests:
+            if req.WhichOneof("msg") == "hello":
+                yield pb.IngestResponse(ack=pb.Ack(seq=0))
+            elif req.WhichOneof("msg") == "batch":
+                end = req.batch.records[-1]
+                yield pb.IngestResponse(reject=pb.Reject(
+                    code=3, field="batch.records[1].event_end.clip.inline", seq=end.seq, scope=pb.Reject.SCOPE_CLIP,
+                    message="1048577 bytes inline, over max_inline_clip_bytes 1048576"))
+                yield pb.IngestResponse(ack=pb.Ack(seq=end.seq))
+
+    servicer, target = serve(clip_dropping)
+    ob = Outbox(tmp_path / "o.db")
+    put_event(ob, clip=b"fLaC" * 100)
+    up = Uplink(ob, target, "lamp-1", "ert_token", options=FAST, heartbeat=lambda: {}).start()
+    try:
+        assert wait_for(up.drained)
+        assert wait_for(lambda: any(q.WhichOneof("msg") == "heartbeat" and q.heartbeat.figures["uplink_clip_rejects"]
+                                    for q in list(servicer.seen)))
+    finally:
+        up.stop()
+    assert up.clip_rejects == 1 and up.rejects == 0 and up.failed is None
+    assert up.stats()["clip_rejects"] == 1
+    [msg] = [r.getMessage() for r in caplog.records if "clip" in r.getMessage() and r.name == "edge_rt.uplink"]
+    assert "dropped the clip of seq 2" in msg and "max_inline_clip_bytes" in msg
+
+
+def test_a_refused_batch_is_logged_by_its_first_and_last_seq(serve, tmp_path, caplog):
+    def batch_refusing(n, requests, context):
+        for req in requests:
+            if req.WhichOneof("msg") == "hello":
+                yield pb.IngestResponse(ack=pb.Ack(seq=0))
+            elif req.WhichOneof("msg") == "batch":
+                recs = req.batch.records
+                yield pb.IngestResponse(reject=pb.Reject(
+                    code=3, field="batch.records", message="needs 1-1 records (max_batch_records), got 2",
+                    scope=pb.Reject.SCOPE_BATCH, first_seq=recs[0].seq, last_seq=recs[-1].seq))
+
+    _, target = serve(batch_refusing)
+    ob = Outbox(tmp_path / "o.db")
+    put_event(ob)
+    up = Uplink(ob, target, "lamp-1", "ert_token", options=FAST).start()
+    try:
+        assert wait_for(lambda: up.rejects >= 1)
+    finally:
+        up.stop()
+    assert up.clip_rejects == 0 and ob.stats()["depth"] == 2  # nothing acked: it stays in the outbox
+    assert any("batch of seqs 1-2" in r.getMessage() and "max_batch_records" in r.getMessage()
+               for r in caplog.records if r.name == "edge_rt.uplink")
+
+
+def test_an_older_servers_in_band_refusal_of_the_hello_stops_the_uplink_too(serve, tmp_path):
+    def old_server(n, requests, context):
+        for req in requests:
+            if req.WhichOneof("msg") == "hello":  # what servers did before the refusal became a status
+                yield pb.IngestResponse(reject=pb.Reject(code=grpc.StatusCode.PERMISSION_DENIED.value[0],
+                                                         field="hello.device_id",
+                                                         message="this token belongs to 'lamp-1', not 'lamp-2'"))
+
+    servicer, target = serve(old_server)
+    ob = Outbox(tmp_path / "o.db")
+    put_event(ob)
+    up = Uplink(ob, target, "lamp-2", "ert_token_of_lamp_1", options=FAST).start()
+    try:
+        assert wait_for(lambda: up.failed is not None)
+    finally:
+        up.stop()
+    assert "PERMISSION_DENIED" in str(up.failed) and "'lamp-1'" in str(up.failed) and "'lamp-2'" in str(up.failed)
+    assert "--device-id" in str(up.failed)
+    assert servicer.calls == 1 and up.retries == 0 and ob.stats()["depth"] == 2
