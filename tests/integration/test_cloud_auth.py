@@ -1,5 +1,6 @@
 """Auth: a wrong token, a revoked token and a missing token are refused (UNAUTHENTICATED), for a raw stream and for
-a real edge, whose records then stay in its outbox; a rotated token replaces the old one."""
+a real edge, whose records then stay in its outbox; a real edge whose token is another device's is refused
+(PERMISSION_DENIED) at once and for good; a rotated token replaces the old one."""
 from __future__ import annotations
 
 import queue
@@ -8,6 +9,7 @@ import uuid
 
 import grpc
 import pytest
+import sqlalchemy as sa
 
 from edge_rt.outbox import Outbox
 from support import ServerProcess, add_device, cloud_cli, edge_run
@@ -62,18 +64,29 @@ def test_a_rotated_token_replaces_the_old_one(server):
     assert raw_stream_status(server.target, old) == grpc.StatusCode.UNAUTHENTICATED
 
 
-@pytest.mark.parametrize("case", ["wrong", "revoked"])
+@pytest.mark.parametrize("case", ["wrong", "revoked", "other-device"])
 def test_a_refused_edge_exits_with_an_error_and_keeps_its_records(server, tmp_path, case):
     token = add_device(server.url, "lamp-3")
     if case == "wrong":
         token = "ert_" + "y" * 43
-    else:
+    elif case == "revoked":
         cloud_cli("devices", "revoke", "lamp-3", "--db", server.url)
+    else:
+        token = add_device(server.url, "lamp-4")  # a real token, of another device than --device-id
     spool = tmp_path / "spool"
     r = edge_run("synth:distress,seed=2", spool, cloud=server.target, device_id="lamp-3", token=token,
                  env={"EDGE_RT__RUNTIME__GRACE_S": "30"})
     assert r.returncode == 2, r.stderr
-    assert "UNAUTHENTICATED" in r.stderr
+    [error] = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+    if case == "other-device":
+        assert "PERMISSION_DENIED" in error and "'lamp-3'" in error and "'lamp-4'" in error, error
+        assert "1 connects" in r.stderr  # refused for good, not retried
+        engine = sa.create_engine(server.url)
+        with engine.connect() as c:
+            assert c.scalar(sa.text("SELECT count(*) FROM events")) == 0  # under neither device
+        engine.dispose()
+    else:
+        assert "UNAUTHENTICATED" in error
     ob = Outbox(spool / "outbox.db")
     assert ob.stats()["depth"] > 0 and ob.stats()["acked"] == 0
     ob.close()

@@ -1,5 +1,5 @@
-"""The edge uplink against the real server over loopback: acks trim the outbox, chunked clips, outbox gaps,
-ack deadlines, non-retryable refusals, TLS and mTLS."""
+"""The edge uplink against the real server over loopback: acks trim the outbox, chunked clips, clips over the
+server's limits (dropped, the events kept), outbox gaps, ack deadlines, non-retryable refusals, TLS and mTLS."""
 from __future__ import annotations
 
 import hashlib
@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from cloud_svc import config
 from cloud_svc.client import QueryClient
+from cloud_svc.domain import EventFilter
 from cloud_svc.server import ServerThread
 from edge_rt.config import CloudConfig
 from edge_rt.outbox import Outbox
@@ -60,6 +61,31 @@ def test_a_large_clip_is_chunked_and_arrives_byte_exact(server, tmp_path):
         meta, data = q.clip("lamp-1", seq=s_big)
         assert data == big and meta["sha256"] == hashlib.sha256(big).hexdigest()
         assert q.clip("lamp-1", seq=s_small)[1] == small
+
+
+def test_clips_over_the_servers_limits_cost_only_the_clips_and_the_uplink_counts_them(tmp_path):
+    cfg = config.load(None, {"db": f"sqlite:///{tmp_path / 'cloud.db'}", "listen": "127.0.0.1:0",
+                             "clips": str(tmp_path / "clips"), "fleet.enabled": False,
+                             "ingest.max_inline_clip_bytes": 4096, "ingest.max_clip_bytes": 8192})
+    with ServerThread(cfg) as srv:
+        token = srv.app.store.devices.add_device("lamp-1")
+        ob = Outbox(tmp_path / "outbox.db")
+        small, inline_big, huge = os.urandom(2000), os.urandom(10_000), os.urandom(40_000)
+        ids = {name: put_event(ob, clip=clip)[2] for name, clip in
+               [("small", small), ("inline_big", inline_big), ("huge", huge)]}
+        # the edge sends clips up to 16 KiB inline (more than this server takes), larger ones in 4 KiB chunks
+        up = Uplink(ob, f"127.0.0.1:{srv.port}", "lamp-1", token,
+                    options=CloudConfig(inline_clip_bytes=16 << 10, chunk_bytes=4 << 10, **FAST)).start()
+        assert wait_for(up.drained)  # every record acked: nothing stalls on a clip
+        up.stop()
+        assert up.failed is None and up.clip_rejects == 2
+        assert up.rejects == 10  # the huge clip's 10 chunks, each over max_clip_bytes (the upload is abandoned)
+        by_id = {e.event_id: e for e in srv.app.store.queries.list_events(EventFilter())}
+        assert set(by_id) == set(ids.values()) and all(e.end_ns for e in by_id.values())
+        assert by_id[ids["small"]].clip is not None and by_id[ids["small"]].clip.size == len(small)
+        assert by_id[ids["inline_big"]].clip is None
+        assert "max_inline_clip_bytes 4096" in by_id[ids["inline_big"]].clip_dropped
+        assert by_id[ids["huge"]].clip is None and "max_clip_bytes 8192" in by_id[ids["huge"]].clip_dropped
 
 
 def test_records_the_outbox_dropped_do_not_stall_the_acks(server, tmp_path):
