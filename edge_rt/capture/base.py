@@ -24,9 +24,13 @@ REALTIME_CHUNK_SECONDS = 0.02
 POLL_SECONDS = 0.05
 """The longest any wait inside a source goes without looking at its stop flags."""
 
-STAT_KEYS = ("chunks", "samples", "nan_samples", "files", "files_skipped", "truncated_files", "reconnects",
-             "overflows")
-"""Counters every source keeps in `Source.stats`; `samples` counts 16 kHz samples handed to the sink."""
+STAT_KEYS = ("chunks", "samples", "nan_samples", "clipped_samples", "files", "files_skipped", "files_ignored",
+             "truncated_files", "reconnects", "overflows")
+"""Counters every source keeps in `Source.stats`; `samples` counts 16 kHz samples handed to the sink,
+`nan_samples` and `clipped_samples` count input samples (before downmix and resampling) that were repaired,
+`files_skipped` audio files that failed and `files_ignored` a folder's files that are not audio by their name."""
+FULL_SCALE = 1.0
+"""YAMNet hears float32 in [-FULL_SCALE, FULL_SCALE]; float input beyond it is clipped there, as an ADC would."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,7 @@ class Feed:
         self._realtime = source.realtime
         self._t0 = time.monotonic()
         self._emitted = 0
-        self._warned: set[str] = set()
+        self._warned: set[tuple[str, str]] = set()
 
     def stopping(self) -> bool:
         return self.stop_event.is_set() or self.source._stop.is_set()
@@ -118,17 +122,33 @@ class Feed:
         return True
 
     def sanitize(self, block: np.ndarray, where: str) -> np.ndarray:
-        """Replace NaN/Inf with 0 and count them; warn once per `where` (a file name or source). Same shape."""
-        finite = np.isfinite(block)
-        if finite.all():
+        """Replace NaN/Inf with 0 and clip samples beyond full scale, counting both; warn once per kind and
+        `where` (a file name or source). float32[...] -> float32[...], the same array when nothing is wrong."""
+        if block.size == 0:
             return block
+        lo, hi = float(block.min()), float(block.max())  # NaN propagates, so one comparison clears a clean block
+        if -FULL_SCALE <= lo and hi <= FULL_SCALE:
+            return block
+        finite = np.isfinite(block)
         bad = int(block.size - np.count_nonzero(finite))
-        self.source.stats["nan_samples"] += bad
-        if where not in self._warned:
-            self._warned.add(where)
-            log.warning("%s: %d NaN/Inf samples replaced with 0 (further ones are counted in stats, not logged)",
-                        where, bad)
-        return np.where(finite, block, np.float32(0)).astype(np.float32, copy=False)
+        if bad:
+            self.source.stats["nan_samples"] += bad
+            self._warn_once("nan", where, "%s: %d NaN/Inf samples replaced with 0 (further ones are counted in "
+                            "stats, not logged)", bad)
+            block = np.where(finite, block, np.float32(0)).astype(np.float32, copy=False)
+        magnitude = np.abs(block)
+        over = int(np.count_nonzero(magnitude > FULL_SCALE))
+        if over:
+            self.source.stats["clipped_samples"] += over
+            self._warn_once("clip", where, "%s: %d samples beyond full scale (peak %.3g) clipped to [-1, 1] "
+                            "(further ones are counted in stats, not logged)", over, float(magnitude.max()))
+            block = np.clip(block, -FULL_SCALE, FULL_SCALE).astype(np.float32, copy=False)
+        return block
+
+    def _warn_once(self, kind: str, where: str, msg: str, *args) -> None:
+        if (kind, where) not in self._warned:
+            self._warned.add((kind, where))
+            log.warning(msg, where, *args)
 
     def emit(self, chunk: np.ndarray) -> None:
         """Hand float32[k] mono 16 kHz audio to the sink; when realtime, not before the wall clock reaches its end."""

@@ -71,11 +71,29 @@ def wav_truncation(path: Path) -> tuple[int, int] | None:
         return None
 
 
-def play_file(path: Path, feed: Feed) -> bool:
+def is_audio_name(path: Path) -> bool:
+    return path.suffix.lower() in AUDIO_SUFFIXES
+
+
+def scan_folder(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(audio files, other files) under `folder`, each in path order; audio by its suffix (AUDIO_SUFFIXES).
+
+    Hidden files (.DS_Store, ._x.wav) are in neither list. Raises SourceNotFoundError when it cannot be listed.
+    """
+    try:
+        found = sorted(p for p in folder.rglob("*") if not p.name.startswith(".") and p.is_file())
+    except OSError as err:
+        raise SourceNotFoundError(f"audio folder {folder} could not be listed: {err.strerror or err}") from None
+    return [p for p in found if is_audio_name(p)], [p for p in found if not is_audio_name(p)]
+
+
+def play_file(path: Path, feed: Feed, block_seconds: float | None = None) -> bool:
     """Decode `path` block by block into `feed`. True when it played to the end, False when a stop cut it short.
 
-    Raises SourceNotFoundError, EmptySourceError or AudioDecodeError; a decoder failure mid-file comes after
-    the audio before it was delivered, and says how far decoding got.
+    The decoder reads the feed's chunk length at a time; `block_seconds` (default: the same) of those are
+    sanitized, resampled and emitted together, so memory does not grow with the file. Raises
+    SourceNotFoundError, EmptySourceError or AudioDecodeError; a decoder failure mid-file comes after the audio
+    before it (up to the last whole read) was delivered, and says how far decoding got.
     """
     info = check_audio_file(path)
     cut = wav_truncation(path)
@@ -89,19 +107,34 @@ def play_file(path: Path, feed: Feed) -> bool:
         raise AudioDecodeError(f"{path} could not be decoded as audio ({_reason(err)})") from None
     with handle:
         resampler = StreamingResampler(info.samplerate, info.channels)
-        block_frames = max(1, int(round(info.samplerate * feed.chunk_seconds)))
+        read_frames = max(1, int(round(info.samplerate * feed.chunk_seconds)))
+        block_frames = max(read_frames, int(round(info.samplerate * (block_seconds or feed.chunk_seconds))))
         decoded = 0
+
+        def deliver(block: np.ndarray) -> None:  # float32[k, channels]
+            if len(block):
+                feed.emit(resampler.process(feed.sanitize(block, str(path))))
+
         while not feed.stopping():
-            try:
-                block = handle.read(block_frames, dtype="float32", always_2d=True)  # float32[k, channels]
-            except sf.SoundFileError as err:
-                raise AudioDecodeError(f"{path} could not be decoded past {decoded / info.samplerate:.2f} s "
-                                       f"({_reason(err)})") from None
-            if len(block) == 0:
+            # a fresh buffer per block: the sink may keep what it is given, and mono 16 kHz passes through uncopied
+            block = np.empty((block_frames, info.channels), np.float32)
+            filled = 0
+            while filled < block_frames:
+                try:
+                    got = len(handle.read(always_2d=True, out=block[filled:filled + read_frames]))
+                except sf.SoundFileError as err:
+                    deliver(block[:filled])
+                    feed.emit(resampler.flush())
+                    at = (decoded + filled) / info.samplerate
+                    raise AudioDecodeError(f"{path} could not be decoded past {at:.2f} s ({_reason(err)})") from None
+                filled += got
+                if got < read_frames:
+                    break
+            decoded += filled
+            deliver(block[:filled])
+            if filled < block_frames:
                 feed.emit(resampler.flush())
                 return True
-            decoded += len(block)
-            feed.emit(resampler.process(feed.sanitize(block, str(path))))
     return False
 
 
@@ -116,16 +149,23 @@ def read_clip(path: Path) -> np.ndarray:
 
 
 class FileSource(Source):
-    """`file:PATH`: one audio file, decoded and resampled in blocks; finite."""
+    """`file:PATH`: one audio file, decoded and resampled in blocks; finite.
 
-    def __init__(self, path: str | Path, *, realtime: bool = False):
+    `block_seconds` sets how much of the file one read decodes (default: the chunk length, 0.1 s, or 0.02 s when
+    paced); the sink then gets the block's 16 kHz audio in one call.
+    """
+
+    def __init__(self, path: str | Path, *, realtime: bool = False, block_seconds: float | None = None):
         self.path = Path(path).expanduser()
+        if block_seconds is not None and not block_seconds > 0:
+            raise SourceSpecError(f"block_seconds must be positive, got {block_seconds!r}")
+        self.block_seconds = block_seconds
         info = check_audio_file(self.path)
         super().__init__(f"file:{self.path} ({info.samplerate} Hz, {info.channels} ch, {info.duration:.2f} s)",
                          finite=True, realtime=realtime)
 
     def _produce(self, feed: Feed) -> None:
-        if play_file(self.path, feed):
+        if play_file(self.path, feed, self.block_seconds):
             self.stats["files"] += 1
 
 
@@ -142,16 +182,19 @@ class DirSource(Source):
         if not self.path.is_dir():
             raise SourceSpecError(f"dir: needs a folder and {self.path} is a file; use file:{self.path}")
         self.loop = bool(loop)
+        super().__init__(f"dir:{self.path}", finite=not self.loop, realtime=realtime)
+        self._ignored: set[Path] = set()
         files = self._scan()
-        super().__init__(f"dir:{self.path} ({len(files)} files, {'loop' if self.loop else 'once'})",
-                         finite=not self.loop, realtime=realtime)
+        self.description = f"dir:{self.path} ({len(files)} files, {'loop' if self.loop else 'once'})"
 
     def _scan(self) -> list[Path]:
-        try:
-            files = sorted(p for p in self.path.rglob("*")
-                           if p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith(".") and p.is_file())
-        except OSError as err:
-            raise SourceNotFoundError(f"audio folder {self.path} could not be listed: {err.strerror or err}") from None
+        files, others = scan_folder(self.path)
+        for p in others:
+            if p not in self._ignored:  # once per file, not once per pass of a loop
+                self._ignored.add(p)
+                self.stats["files_ignored"] += 1
+                log.warning("dir: ignoring %s: not an audio file by its name (audio is %s)", p,
+                            " ".join(AUDIO_SUFFIXES))
         if not files:
             raise EmptySourceError(f"no audio files ({' '.join(AUDIO_SUFFIXES)}) in {self.path}")
         return files
