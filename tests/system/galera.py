@@ -1,9 +1,10 @@
 """A three-node MariaDB Galera cluster on loopback (Debian's mariadb-server and galera-4) for `make galera`, the
 system tests and the benchmarks: start it, stop it, kill -9 one node, restart it, wait until it is Synced.
 
-Each node lives in build/galera/node<i>/ (its my.cnf, datadir, socket, pid file and error.log) and has its own
-ports on 127.0.0.1: SQL 3310+i, group communication 4570+i, IST 4580+i and SST (rsync) 4590+i. The nodes are
-plain `mariadbd` processes in their own session, not under mariadbd-safe, so a killed node stays dead until it
+Each node lives in build/galera/node<i>/ (its my.cnf, datadir, socket, pid file and error.log; default_root
+says where when the `mysql` user cannot reach the checkout) and has its own ports on 127.0.0.1: SQL 3310+i,
+group communication 4570+i, IST 4580+i and SST (rsync) 4590+i. The nodes are plain
+`mariadbd` processes in their own session, not under mariadbd-safe, so a killed node stays dead until it
 is restarted: that is what the failure tests need. The first start bootstraps node 1 (`--wsrep-new-cluster`)
 and lets the others join one at a time (each join is a full SST from a donor); a later start after `stop`
 bootstraps from the node that Galera marked safe_to_bootstrap, or, after a crash of all three, from the node
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import os
 import re
 import signal
@@ -22,13 +24,34 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_ROOT = REPO / "build" / "galera"
+# As root, the nodes run as Debian's `mysql` user with their folders owned by it: the rsync SST's receiving
+# daemon, started by a root mariadbd, would drop to `nobody` and could not write the joiner's datadir.
+RUN_AS = "mysql" if os.geteuid() == 0 else None
+
+
+def searchable_by_others(path: Path) -> bool:
+    """Every folder above `path` lets other users through (so RUN_AS can reach a folder made there)."""
+    return all(p.stat().st_mode & stat.S_IXOTH for p in path.parents if p.exists())
+
+
+def default_root() -> Path:
+    """build/galera in the checkout; when RUN_AS could not reach it (a checkout under a private home), a folder
+    of the system's temporary directory named after the checkout, so `make galera` and the tests still agree."""
+    root = REPO / "build" / "galera"
+    if RUN_AS is None or searchable_by_others(root):
+        return root
+    tag = hashlib.sha1(str(REPO).encode()).hexdigest()[:8]
+    return Path(tempfile.gettempdir()) / f"edgert-galera-{tag}"
+
+
+DEFAULT_ROOT = default_root()
 CLUSTER_NAME = "edgert-test"
 MARIADBD = "/usr/sbin/mariadbd"
 INSTALL_DB = "/usr/bin/mariadb-install-db"
@@ -39,9 +62,6 @@ SST_SCRIPT = "/usr/bin/wsrep_sst_rsync"
 PACKAGE_OF = {MARIADBD: "mariadb-server", INSTALL_DB: "mariadb-server", PROVIDER: "galera-4", RSYNC: "rsync",
               SST_SCRIPT: "mariadb-server"}
 RECOVERED_RE = re.compile(r"WSREP: Recovered position: ([0-9a-f-]+:-?\d+)")
-# As root, the nodes run as Debian's `mysql` user with their folders owned by it: the rsync SST's receiving
-# daemon, started by a root mariadbd, would drop to `nobody` and could not write the joiner's datadir.
-RUN_AS = "mysql" if os.geteuid() == 0 else None
 
 
 class GaleraError(Exception):
@@ -157,10 +177,22 @@ def missing_packages() -> Optional[str]:
     """None when the programs the cluster needs are installed, else which Debian packages are missing."""
     missing = sorted({pkg for path, pkg in PACKAGE_OF.items()
                       if not os.access(path, os.R_OK if path.endswith(".so") else os.X_OK)})
+    if RUN_AS and not _user_exists(RUN_AS):
+        missing = sorted(set(missing) | {"mariadb-server"})  # the package creates the `mysql` user
     if not missing:
         return None
     return (f"Debian packages missing for the Galera cluster: {' '.join(missing)} "
             f"(`make sysdeps` installs them, or apt-get install {' '.join(missing)})")
+
+
+def _user_exists(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 def port_taken(port: int) -> bool:
@@ -539,7 +571,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                                         "  make galera-stop       # stop cleanly\n"
                                         "  .venv/bin/python tests/system/galera.py kill 2\n"
                                         "  .venv/bin/python tests/system/galera.py restart 2\n")
-    ap.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="where the nodes live (default build/galera)")
+    ap.add_argument("--root", type=Path, default=DEFAULT_ROOT, help=f"where the nodes live (default {DEFAULT_ROOT})")
     for field, base in vars(Ports()).items():
         ap.add_argument(f"--{field}-base", type=int, default=base, metavar="N",
                         help=f"node i's {field.upper()} port is N+i (default {base})")
