@@ -14,6 +14,7 @@ from edgert.errors import CoreError
 EPILOG = textwrap.dedent("""\
     examples:
       python -m edge_rt classify clip.wav other.flac --json      # one JSON object per file
+      python -m edge_rt classify recordings/                     # every audio file under a folder
       python -m edge_rt run --source synth:distress              # 20 s scenario: glass, then a shout
       python -m edge_rt run --source file:street.wav --lat 52.52 --lon 13.40
       python -m edge_rt run --source 'gst:audiotestsrc wave=sine' --metrics-port 9100
@@ -41,9 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug (what the model hears)")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    c = sub.add_parser("classify", help="classify recordings (WAV, FLAC, OGG; any rate)", epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    c.add_argument("paths", nargs="+", metavar="PATH")
+    c = sub.add_parser("classify", help="classify recordings or folders of them (WAV, FLAC, OGG...; any rate, "
+                       "channel count and length)", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("paths", nargs="+", metavar="PATH",
+                   help="an audio file, or a folder: its audio files by name (other files are skipped with a "
+                        "warning). Exit status 1 when any file could not be classified, or only in part")
     c.add_argument("--json", action="store_true", help="one JSON object per input file on stdout")
     _common(c)
     r = sub.add_parser("run", help="run in real time from a source into the outbox (and the cloud)", epilog=EPILOG,
