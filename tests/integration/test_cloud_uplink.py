@@ -27,7 +27,7 @@ FAST = dict(backoff_initial_s=0.05, backoff_max_s=0.5, poll_s=0.005, heartbeat_s
 @pytest.fixture
 def server(tmp_path):
     cfg = config.load(None, {"db": f"sqlite:///{tmp_path / 'cloud.db'}", "listen": "127.0.0.1:0",
-                             "clips": str(tmp_path / "clips"), "fleet.enabled": False})
+                             "clips": str(tmp_path / "clips"), "fleet.enabled": False, "open_query": True})
     with ServerThread(cfg) as s:
         yield s
 

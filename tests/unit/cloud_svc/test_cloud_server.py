@@ -21,7 +21,7 @@ from cloud_svc.server import ServerThread
 def server(db_url, tmp_path):
     cfg = config.load(None, {"db": db_url, "listen": "127.0.0.1:0", "clips": str(tmp_path / "clips"),
                              "edge_thresholds": {"glass_break": 0.3}, "fleet.enabled": False,
-                             "ingest.auth_cache_s": 0.2})
+                             "ingest.auth_cache_s": 0.2, "open_query": True})
     with ServerThread(cfg) as s:
         yield s
 
@@ -344,12 +344,12 @@ def test_graceful_shutdown_commits_and_acks_what_is_in_flight(db_url, tmp_path):
     s.close()
 
 
-def test_query_token_is_required_when_configured(db_url, tmp_path):
-    cfg = config.load(None, {"db": db_url, "listen": "127.0.0.1:0", "clips": str(tmp_path / "c"),
-                             "query_token": "operator-secret-123456"})
+def test_query_needs_a_users_token_unless_open(db_url, tmp_path):
+    cfg = config.load(None, {"db": db_url, "listen": "127.0.0.1:0", "clips": str(tmp_path / "c")})
     with ServerThread(cfg) as srv:
+        token = srv.app.store.users.add("ann", "reader")
         with QueryClient(f"127.0.0.1:{srv.port}") as q:
             with pytest.raises(Unauthenticated):
                 q.events()
-        with QueryClient(f"127.0.0.1:{srv.port}", token="operator-secret-123456") as q:
+        with QueryClient(f"127.0.0.1:{srv.port}", token=token) as q:
             assert q.events() == []
