@@ -44,6 +44,12 @@ class StorageUnavailable(CloudError):
     """The database cannot be reached or keeps failing; clients should retry later."""
 
 
+class WriteConflict(StorageUnavailable):
+    """The transaction lost a race for the same rows and was rolled back, so nothing of it was written: a
+    deadlock, a lock wait timeout, or on a Galera cluster a certification failure (another node committed a
+    conflicting write first). Running the whole transaction again is safe and usually succeeds at once."""
+
+
 class ClipStoreError(CloudError):
     """A clip cannot be written to or read from the clip store (disk or bucket unreachable); clients retry."""
 
