@@ -14,13 +14,16 @@ from typing import Callable, Optional, TypeVar, Union
 from cloud_svc.clipstore import ClipStore
 from cloud_svc.config import IngestConfig
 from cloud_svc.domain import BatchIn, EventIn, HeartbeatIn
-from cloud_svc.errors import CloudError, Draining, StorageUnavailable
+from cloud_svc.errors import CloudError, Draining, StorageUnavailable, WriteConflict
 from cloud_svc.store import IngestStore
+from cloud_svc.store.base import CONFLICT_BACKOFF
 from edgert.backoff import Backoff
 
 log = logging.getLogger("cloud_svc.ingest")
-# A failed group commit (lost connection, deadlock) is retried after 0.1, 0.2, 0.4 ... 2 s, each drawn from its upper
-# half, so committers of several replicas that deadlocked on each other do not retry in lockstep.
+# A group commit that failed on the database (a lost connection, a Galera node that is not ready) is retried after
+# 0.1, 0.2, 0.4 ... 2 s, each drawn from its upper half. One that lost a race (a deadlock, a Galera certification
+# failure: WriteConflict) was rolled back whole and is run again sooner, at a fully random point of CONFLICT_BACKOFF,
+# so the committers of several replicas that collided do not collide again in step.
 COMMIT_BACKOFF = Backoff(0.1, 2.0, jitter=0.5)
 
 CLIP_MISSING = "clip upload missing"
@@ -63,6 +66,7 @@ class Committer:
         self.commits = 0
         self.records = 0
         self.failures = 0
+        self.conflicts = 0  # commits that lost a race and were run again (counted per attempt)
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def start(self) -> "Committer":
@@ -150,9 +154,20 @@ class Committer:
             if err is not None:
                 break
             try:
+                # Safe to run again whole: a failed attempt was rolled back (or, when the connection died in its
+                # COMMIT, may have committed), and the next one reads each device's watermark afresh and inserts
+                # every row by its natural key, ignoring the rows already there.
                 outcome = self.ingest.commit(batches, list(beats.values()))
                 break
-            except StorageUnavailable as exc:  # connection lost, deadlock, lock wait timeout: try again
+            except WriteConflict as exc:  # deadlock, lock wait timeout, Galera certification failure
+                with self._lock:
+                    self.conflicts += 1
+                if attempt == self.cfg.commit_retries:
+                    err = exc
+                    break
+                log.info("commit of %d batches lost a write race (%s); retry %d", len(batches), exc, attempt + 1)
+                time.sleep(CONFLICT_BACKOFF.delay(attempt))
+            except StorageUnavailable as exc:  # connection lost, node not ready: try again
                 if attempt == self.cfg.commit_retries:
                     err = exc
                     break
