@@ -27,7 +27,10 @@ def new_token() -> str:
 
 
 class DeviceStore:
-    """Registering, rotating and revoking devices; token checks; the watermark a device may trim its outbox to."""
+    """Registering, rotating and revoking devices; token checks; the watermark a device may trim its outbox to.
+
+    Its updates of a device's row race the ingest's (acked_seq, heartbeats) from another replica, on Galera from
+    another node; each is one statement, run again when it loses (Database.transact)."""
 
     def __init__(self, db: Database):
         self.db = db
@@ -55,17 +58,15 @@ class DeviceStore:
     def rotate_token(self, device_id: str) -> str:
         """Issue a new token; the old one stops working at once. A revoked device is reinstated."""
         token = new_token()
-        with self.db.write() as conn:
-            n = conn.execute(devices.update().where(devices.c.id == device_id).values(
-                token_hash=hash_token(token), token_issued_ns=time.time_ns(), revoked_ns=None)).rowcount
+        n = self.db.transact(lambda conn: conn.execute(devices.update().where(devices.c.id == device_id).values(
+            token_hash=hash_token(token), token_issued_ns=time.time_ns(), revoked_ns=None)).rowcount)
         if not n:
             raise NotFound(f"no device {device_id!r}")
         return token
 
     def revoke_device(self, device_id: str) -> None:
-        with self.db.write() as conn:
-            n = conn.execute(devices.update().where(devices.c.id == device_id).values(
-                revoked_ns=time.time_ns(), token_hash=None)).rowcount
+        n = self.db.transact(lambda conn: conn.execute(devices.update().where(devices.c.id == device_id).values(
+            revoked_ns=time.time_ns(), token_hash=None)).rowcount)
         if not n:
             raise NotFound(f"no device {device_id!r}")
 
@@ -107,8 +108,8 @@ class DeviceStore:
         if row is None:
             raise NotFound(f"no device {device_id!r}")
         if agent and agent[:128] != row.agent:
-            with self.db.write() as conn:
-                conn.execute(devices.update().where(devices.c.id == device_id).values(agent=agent[:128]))
+            self.db.transact(lambda conn: conn.execute(devices.update().where(devices.c.id == device_id)
+                                                       .values(agent=agent[:128])))
         return int(row.acked_seq)
 
     def set_config(self, device_id: str, thresholds: dict[str, float], set_by: str) -> DeviceConfigView:
