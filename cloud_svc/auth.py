@@ -108,20 +108,62 @@ class QueryAuth:
 
 class QueryAuthInterceptor(grpc.aio.ServerInterceptor):
     """Checks the credential of every Query call before anything else: before the request is even parsed, so
-    that a bad argument with a bad token gets UNAUTHENTICATED, never INVALID_ARGUMENT."""
+    that a bad argument with a bad token gets UNAUTHENTICATED, never INVALID_ARGUMENT. Then request bytes that
+    do not parse get INVALID_ARGUMENT."""
 
     def __init__(self, auth: QueryAuth, service: str):
         self.auth, self.prefix = auth, f"/{service}/"
 
     async def intercept_service(self, continuation, details):
         handler = await continuation(details)
-        if handler is None or not details.method.startswith(self.prefix) or self.auth.open:
+        if handler is None or not details.method.startswith(self.prefix):
             return handler
-        try:
-            await asyncio.to_thread(self.auth.authenticate, details.invocation_metadata)
-        except CloudError as exc:
-            return _refusal(handler, status_of(exc), str(exc))
+        if not self.auth.open:
+            try:
+                await asyncio.to_thread(self.auth.authenticate, details.invocation_metadata)
+            except CloudError as exc:
+                return _refusal(handler, status_of(exc), str(exc))
+        return _tolerant(handler)
+
+
+class _Undecodable:
+    def __init__(self, error: str):
+        self.error = error
+
+
+def _tolerant(handler):
+    """`handler` with request bytes that do not parse answered INVALID_ARGUMENT (not UNKNOWN)."""
+    parse = handler.request_deserializer
+    if parse is None or handler.request_streaming:
         return handler
+
+    def deserialize(raw: bytes):
+        try:
+            return parse(raw)
+        except Exception as exc:  # noqa: BLE001 - DecodeError and friends
+            return _Undecodable(str(exc) or type(exc).__name__)
+
+    def refuse(request) -> str:
+        return f"the request is not a valid message: {request.error}"
+
+    if handler.response_streaming:
+        inner = handler.unary_stream
+
+        async def unary_stream(request, context):
+            if isinstance(request, _Undecodable):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, refuse(request))
+            async for item in inner(request, context):
+                yield item
+
+        return handler._replace(request_deserializer=deserialize, unary_stream=unary_stream)
+    inner_unary = handler.unary_unary
+
+    async def unary_unary(request, context):
+        if isinstance(request, _Undecodable):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, refuse(request))
+        return await inner_unary(request, context)
+
+    return handler._replace(request_deserializer=deserialize, unary_unary=unary_unary)
 
 
 def _refusal(handler, code: grpc.StatusCode, message: str):

@@ -35,6 +35,7 @@ MAX_CLASSES = 20
 MAX_TEXT = 128
 MAX_ALERT_EVENTS = 100
 MAX_FIGURES = 64
+MAX_ID = (1 << 63) - 1  # seqs and ids are uint64 on the wire, signed 64-bit in the database
 SCORE_SLACK = 1e-3  # float32 rounding of probabilities
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -205,6 +206,8 @@ def batch_in(device_id: str, b: ingest_pb2.RecordBatch, *, max_records: int, max
         field = f"batch.records[{i}]"
         if r.seq <= prev:
             raise InvalidMessage(f"{field}.seq", f"seqs must be >= 1 and ascending; {r.seq} follows {prev}")
+        if r.seq > MAX_ID:
+            raise InvalidMessage(f"{field}.seq", f"must be at most {MAX_ID} (2**63-1), got {r.seq}")
         prev = r.seq
         try:
             created = _ns(r.created_ns, f"{field}.created_ns")
@@ -256,8 +259,18 @@ def heartbeat_in(device_id: str, h: ingest_pb2.Heartbeat) -> HeartbeatIn:
         figures[k] = float(v)
     info = {text(k, "heartbeat.info"): text(v, f"heartbeat.info[{k}]", 512, required=False)
             for k, v in h.info.items()}
+    for name in ("outbox_depth", "outbox_dropped"):
+        if getattr(h, name) > MAX_ID:
+            raise InvalidMessage(f"heartbeat.{name}", f"must be at most {MAX_ID} (2**63-1)")
     return HeartbeatIn(device_id, _ns(h.sent_ns, "heartbeat.sent_ns"), int(h.outbox_depth), int(h.outbox_dropped),
                        figures, info)
+
+
+def max_id(value: int, field: str) -> int:
+    """A uint64 id or seq of a request, which the database stores as a signed 64-bit integer."""
+    if value > MAX_ID:
+        raise InvalidMessage(field, f"must be at most {MAX_ID} (2**63-1), got {value}")
+    return int(value)
 
 
 def check_chunk(c: ingest_pb2.ClipChunk, max_clip: int, max_chunk: int) -> None:
@@ -332,7 +345,7 @@ def event_filter(r: query_pb2.ListEventsRequest, default_limit: int, max_limit: 
         if not LABEL_RE.match(lab):
             raise InvalidMessage(f"labels[{i}]", "not a label")
     return EventFilter(r.start_ns or None, r.end_ns or None, list(r.labels), list(r.device_ids), bbox,
-                       VERIFIED[r.verified], min(r.limit or default_limit, max_limit), int(r.after_id))
+                       VERIFIED[r.verified], min(r.limit or default_limit, max_limit), max_id(r.after_id, "after_id"))
 
 
 def _pos(lat, lon) -> Optional[common_pb2.Position]:

@@ -43,6 +43,12 @@ def tolerant_deserializer(raw: bytes):
         return Undecodable(str(exc) or type(exc).__name__, len(raw))
 
 
+def _settled(fut: asyncio.Future) -> None:
+    """Read a commit's outcome that no stream will ack (its stream ended first): the device resends it."""
+    if not fut.cancelled() and fut.exception() is not None:
+        log.debug("a commit of an ended stream failed: %s", fut.exception())
+
+
 class _Abort:
     def __init__(self, exc: CloudError):
         self.exc = exc
@@ -146,6 +152,10 @@ class IngestServicer:
             reader.cancel()
             self._streams.discard(s)
             s.close()
+            while not s.out.empty():  # commits whose acks will never be sent: their outcome is read, not lost
+                item = s.out.get_nowait()
+                if isinstance(item, asyncio.Future):
+                    item.add_done_callback(_settled)
 
     async def _read(self, s: _Stream, request_iterator) -> None:
         try:

@@ -45,7 +45,7 @@ def after_of(token: str) -> int:
             raise ValueError
         raw = token[len(TOKEN_PREFIX):]
         n = int(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode())
-        if n < 0:
+        if not 0 <= n <= convert.MAX_ID:
             raise ValueError
         return n
     except (ValueError, UnicodeDecodeError, binascii.Error):
@@ -142,6 +142,8 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         which = request.WhichOneof("key")
         if not request.device_id or which is None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "device_id and one of seq, event_id are required")
+        if which == "seq" and request.seq > convert.MAX_ID:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"seq: must be at most {convert.MAX_ID}")
         kw = {"seq": request.seq} if which == "seq" else {"event_id": request.event_id}
         clip = await self._guard(context, self.queries.get_clip, request.device_id, **kw)
         data = await self._guard(context, self.store.get, clip.sha256)
@@ -152,6 +154,8 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
             yield piece
 
     async def ListAlerts(self, request, context):
+        if request.after_id > convert.MAX_ID:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"after_id: must be at most {convert.MAX_ID}")
         alerts = await self._guard(context, self.queries.list_alerts, start_ns=request.start_ns or None,
                                    end_ns=request.end_ns or None, kind=request.kind,
                                    limit=min(request.limit or DEFAULT_LIMIT, MAX_LIMIT), after_id=request.after_id)
@@ -161,6 +165,8 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
     async def Subscribe(self, request, context):
         if request.kind not in ("", "device", "fleet"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "kind: must be device, fleet or empty")
+        if request.after_id > convert.MAX_ID:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"after_id: must be at most {convert.MAX_ID}")
         after = int(request.after_id)
         since = request.since_ns or None
         if not after and since is None:

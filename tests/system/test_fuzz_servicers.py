@@ -65,15 +65,7 @@ class KnownBug:
     log: str           # its traceback in the server log contains this
 
 
-KNOWN_BUGS = (
-    KnownBug("a uint64 over 2**63-1 reaches SQLite: Ingest Record.seq, RecordBatch.low_water, Heartbeat.outbox_depth "
-             "and outbox_dropped; Query after_id, page_token, GetClipRequest.seq",
-             frozenset({C.UNAVAILABLE, C.UNKNOWN}), "Python int too large to convert to SQLite INTEGER",
-             "Python int too large to convert to SQLite INTEGER"),
-    KnownBug("Query request bytes that do not parse end the call with UNKNOWN, not INVALID_ARGUMENT",
-             frozenset({C.UNKNOWN}), "Unexpected <class 'google.protobuf.message.DecodeError'>",
-             "google.protobuf.message.DecodeError: Error parsing message"),
-)
+KNOWN_BUGS: tuple[KnownBug, ...] = ()  # the three this fuzz found are fixed; their reproducers below hold
 
 
 def known_bug(code, details: str) -> Optional[KnownBug]:
@@ -614,34 +606,30 @@ def test_generated_and_raw_subscribe_requests_end_with_an_allowed_status(cloud):
 
 
 # ---------------------------------------------------------------------------------------------- known bugs
-# The smallest reproducers of KNOWN_BUGS, strict: when the fix lands they pass, which fails them until the xfail mark
-# and the KNOWN_BUGS entry are removed (and the fuzz then holds the servicers to it again).
+# The smallest reproducers of the bugs this fuzz found (now fixed): a uint64 over int64 reached the database and a
+# Query request that did not parse ended with UNKNOWN. A new bug goes into KNOWN_BUGS with a strict xfail here.
 BIG = 1 << 63  # one past the largest signed 64-bit integer, which is what SQLite and MySQL BIGINT store
-XFAIL_OVERFLOW = pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[0].what)
-XFAIL_DECODE = pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[1].what)
 
 
 def _ingest(cloud: Cloud, *msgs) -> tuple[list, grpc.StatusCode, str]:
     return run_stream(cloud, [m.SerializeToString() for m in msgs], hello=False)
 
 
-@XFAIL_OVERFLOW
 @pytest.mark.parametrize("where", ["seq", "low_water"])
-def test_known_bug_a_batch_with_a_seq_over_int64_is_rejected_in_band(cloud, where):
+def test_fixed_a_batch_with_a_seq_over_int64_is_rejected_in_band(cloud, where):
     from edgert.v1 import ingest_pb2
 
     batch = ingest_pb2.RecordBatch(low_water=1, records=[ingest_pb2.Record(seq=BIG)])
     if where == "low_water":
         batch = ingest_pb2.RecordBatch(low_water=BIG, records=[ingest_pb2.Record(seq=BIG)])
     responses, code, details = _ingest(cloud, ingest_pb2.IngestRequest(batch=batch))
-    # today: UNAVAILABLE "commit failed: Python int too large to convert to SQLite INTEGER", which the edge retries
-    # forever, and every batch of other devices committed in the same group fails with it
+    # was: UNAVAILABLE "commit failed: Python int too large to convert to SQLite INTEGER", which the edge retried
+    # forever, and every batch of other devices committed in the same group failed with it
     assert code == C.OK, f"{code.name}: {details}"
     assert any(r.HasField("reject") and r.reject.field.startswith("batch.") for r in responses), responses
 
 
-@XFAIL_OVERFLOW
-def test_known_bug_a_heartbeat_count_over_int64_is_rejected_in_band_or_stored(cloud):
+def test_fixed_a_heartbeat_count_over_int64_is_rejected_in_band_or_stored(cloud):
     from edgert.v1 import ingest_pb2, query_pb2
 
     device = f"fuzz-hb-{uuid.uuid4().hex[:6]}"
@@ -659,7 +647,7 @@ def test_known_bug_a_heartbeat_count_over_int64_is_rejected_in_band_or_stored(cl
             query_pb2.ListDevicesRequest(), metadata=cloud.query_md(), timeout=10).devices
         return any(d.device_id == device and d.last_heartbeat_ns for d in devs)
 
-    # today: neither; its commit fails in the committer (a traceback in the log), and so does every batch that
+    # was: neither; its commit failed in the committer (a traceback in the log), and so did every batch that
     # shares that commit
     assert rejected or wait_for(stored, timeout=3.0)
 
@@ -690,22 +678,20 @@ def _query_once(cloud: Cloud, method: str, body: bytes) -> tuple[grpc.StatusCode
         return exc.code(), exc.details()
 
 
-@XFAIL_OVERFLOW
 @pytest.mark.parametrize("method", sorted(OVERFLOWING_QUERIES))
-def test_known_bug_a_query_id_over_int64_is_answered_not_unknown(cloud, method):
+def test_fixed_a_query_id_over_int64_is_answered_not_unknown(cloud, method):
     from edgert.v1 import query_pb2
 
     code, details = _query_once(cloud, method, OVERFLOWING_QUERIES[method](query_pb2).SerializeToString())
-    # today: UNKNOWN "Unexpected <class 'OverflowError'>: Python int too large to convert to SQLite INTEGER"
+    # was: UNKNOWN "Unexpected <class 'OverflowError'>: Python int too large to convert to SQLite INTEGER"
     assert code in {C.OK, C.INVALID_ARGUMENT, C.NOT_FOUND, C.DEADLINE_EXCEEDED}, f"{code.name}: {details}"
 
 
-@XFAIL_DECODE
 @pytest.mark.parametrize("method", ["GetAgreement", "GetClip", "ListAlerts", "ListDevices", "ListEvents",
                                     "ListEventsPage", "Subscribe"])
-def test_known_bug_query_request_bytes_that_do_not_parse_are_invalid_argument(cloud, method):
+def test_fixed_query_request_bytes_that_do_not_parse_are_invalid_argument(cloud, method):
     code, details = _query_once(cloud, method, b"\xff")
-    # today: UNKNOWN "Unexpected <class 'google.protobuf.message.DecodeError'>: Error parsing message ..."
+    # was: UNKNOWN "Unexpected <class 'google.protobuf.message.DecodeError'>: Error parsing message ..."
     assert code == C.INVALID_ARGUMENT, f"{code.name}: {details}"
 
 
