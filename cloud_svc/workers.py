@@ -86,6 +86,16 @@ class Correlator(_Loop):
         self.index = FleetIndex(cfg.radius_m, cfg.window_s, cfg.horizon_s)
         self.alerts = 0
 
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop stepping, then hand the lease over, so another server's correlator leads from its next step."""
+        super().stop(timeout)
+        if self.is_alive():
+            return  # a step still runs (a stuck database): the lease runs out on its own
+        try:
+            self.fleet.release()
+        except StorageUnavailable as exc:
+            log.warning("%s: could not hand over the lead (%s); another takes over when it runs out", self.name, exc)
+
     def step(self) -> bool:
         before = self.index.seen_id
         ids = self.fleet.correlate(self.index, min_devices=self.cfg.min_devices, batch=self.cfg.batch,
@@ -161,7 +171,7 @@ def worker_name(i: int = 0) -> str:
 
 
 class VerifyWorker(_Loop):
-    """Claims verification jobs (SKIP LOCKED), runs the verifier on each clip and stores the verdict."""
+    """Claims verification jobs, runs the verifier on each clip and stores the verdict (JobStore: each job once)."""
 
     def __init__(self, jobs: JobStore, store: ClipStore, verifier, cfg: VerifyConfig, index: int = 0):
         super().__init__()
@@ -171,6 +181,7 @@ class VerifyWorker(_Loop):
         self.ident = worker_name(index)
         self.done = 0
         self.failed = 0
+        self.lost = 0  # verdicts not stored: the claim had run out and another worker had the job
 
     def step(self) -> bool:
         jobs = self.jobs.claim_jobs(self.ident, self.cfg.batch, self.cfg.lease_s, self.cfg.max_attempts)
@@ -182,8 +193,13 @@ class VerifyWorker(_Loop):
                     result = VerifyResult(self.verifier.KEY, [], {}, None, "no clip to verify")
                 else:
                     result = self.verifier.verify(self.store.get(job.clip.sha256), job.clip.format, job.label)
-                self.jobs.finish_job(job, result)
-                self.done += 1
+                if self.jobs.finish_job(job, result):
+                    self.done += 1
+                else:
+                    self.lost += 1
+                    log.warning("verification of %s/%s took longer than the claim's lease (%.0f s); another claim "
+                                "has the job, and this verdict is dropped", job.device_id, job.event_id,
+                                self.cfg.lease_s)
             except StorageUnavailable:
                 raise
             except (CloudError, Exception) as exc:  # noqa: BLE001 - a bad clip fails its job, not the worker

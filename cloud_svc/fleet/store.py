@@ -1,50 +1,119 @@
 """The fleet correlator's storage: reads the new events in id order, holds the cursor, writes the fleet alerts."""
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Optional
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from cloud_svc.errors import WriteConflict
 from cloud_svc.fleet.algorithm import M_PER_DEG_LAT, FleetIndex, Placed, haversine_m
 from cloud_svc.schema import alert_events, alerts, cursors, events
 
 if TYPE_CHECKING:  # a type only: cloud_svc.store's Store composes this class, so importing it here would loop
     from cloud_svc.store.base import Database
 
+log = logging.getLogger("cloud_svc.fleet")
+LEASE_S = 10.0            # a leader that stops stepping (killed, cut off) is replaced this long after its last renewal
+LEASE_SUFFIX = ":leader"  # the lease of cursor C is the row C + LEASE_SUFFIX of `cursors`
+
+
+class _CursorMoved(Exception):
+    """Raised inside a step's transaction (so it rolls back) when another correlator moved the cursor first."""
+
 
 class FleetStore:
-    """Correlation steps over the stored events; the caller keeps the in-memory FleetIndex between steps."""
+    """Correlation steps over the stored events; the caller keeps the in-memory FleetIndex between steps.
 
-    def __init__(self, db: Database):
+    One correlator leads per cursor and database, whichever server (or Galera node) each runs on: the leader
+    links events past the cursor and moves it, the others only read the events up to the cursor into their own
+    index, so that one of them can take over at once. Leadership is a lease (a row of `cursors`, `<cursor>:leader`,
+    whose value is its expiry in ns) taken and renewed by compare-and-set, and every advance of the cursor is a
+    compare-and-set from the position the step started at, in the transaction that writes the step's fleet
+    alerts: a second would-be leader's step therefore either fails Galera's certification (WriteConflict) or
+    moves nothing, and rolls back whole. Lease expiries compare the clocks of the servers, which NTP keeps far
+    closer than `lease_s`.
+    """
+
+    def __init__(self, db: Database, *, lease_s: float = LEASE_S):
         self.db = db
+        self.lease_ns = int(lease_s * 1e9)
+        self._leases: dict[str, int] = {}  # cursor -> the lease value this store last committed: its token
 
     def correlate(self, index: FleetIndex, *, min_devices: int = 2, batch: int = 5000, settle_s: float = 2.0,
                   cursor: str = "fleet") -> list[int]:
         """Read the events stored since the last call, in id order, and link events of one label heard by
         >= min_devices devices within the index's radius and window into fleet alerts. Returns the alert ids
-        created or extended.
+        created or extended (none when another correlator leads).
 
-        One correlator at a time holds the cursor row (SKIP LOCKED: other replicas skip their turn but still
-        read the events into their own index). Events younger than `settle_s` wait for the next call, so a
-        transaction that took a smaller id but committed later is not skipped. On SQLite, whose writers lock
-        the whole database, the events are read outside the write lock (see `_correlate_sqlite`).
+        Events younger than `settle_s` wait for the next call, so a transaction that took a smaller id but
+        committed later is not skipped. A step that lost the cursor to another correlator, or failed, makes the
+        index start over from the stored cursor on the next step, so no event is skipped. On SQLite, whose
+        writers lock the whole database, the events are read outside the write lock (see `_correlate_sqlite`).
         """
         if self.db.sqlite:
             return self._correlate_sqlite(index, min_devices, batch, settle_s, cursor)
         now = time.time_ns()
-        with self.db.write() as conn:
-            pos = self._cursor(conn, cursor, create=True, skip_locked=True)
-            mine = pos is not None
-            if pos is None:  # another correlator holds the row (created above): read it without the lock
-                pos = self._cursor(conn, cursor)
-                assert pos is not None
-            plan = self._plan_links(conn, index, pos, mine, now, min_devices, batch, settle_s)
-            touched = {self._link_fleet(conn, p, near) for p, near in plan}
-            if mine and index.seen_id > pos:
-                conn.execute(cursors.update().where(cursors.c.name == cursor).values(value=index.seen_id))
+        before = index.seen_id
+        lease: Optional[int] = None
+        try:
+            with self.db.write() as conn:
+                pos, lease = self._lead(conn, cursor, now)
+                plan = self._plan_links(conn, index, pos, lease is not None, now, min_devices, batch, settle_s)
+                touched = {self._link_fleet(conn, p, near) for p, near in plan}
+                if lease is not None and index.seen_id > pos:
+                    moved = conn.execute(cursors.update().where(cursors.c.name == cursor, cursors.c.value == pos)
+                                         .values(value=index.seen_id))
+                    if moved.rowcount != 1:
+                        raise _CursorMoved(f"cursor {cursor!r} is no longer at {pos}")
+        except (WriteConflict, _CursorMoved) as exc:  # another correlator led this step: follow its cursor
+            log.info("fleet correlator: another correlator went first (%s); following its cursor", exc)
+            index.reset()
+            self._leases.pop(cursor, None)
+            return []
+        except BaseException:
+            if index.seen_id != before:
+                index.reset()
+            raise
+        if lease is not None:
+            self._leases[cursor] = lease
         return sorted(touched)
+
+    def release(self, cursor: str = "fleet") -> None:
+        """Give up the lease this store holds (a clean stop), so another correlator takes over at its next step."""
+        held = self._leases.pop(cursor, None)
+        if held is None or self.db.sqlite:
+            return
+        with self.db.write() as conn:
+            conn.execute(cursors.update().where(cursors.c.name == cursor + LEASE_SUFFIX, cursors.c.value == held)
+                         .values(value=0))
+
+    def _lead(self, conn: Connection, cursor: str, now: int) -> tuple[int, Optional[int]]:
+        """(the cursor's position, the lease value this store holds for the step, or None when it follows).
+
+        Followers only read, without locks, so that the leader's writes (from another Galera node) never abort
+        their transactions. A candidate (the holder, or anyone once the lease expired) locks the cursor row with
+        SKIP LOCKED, which keeps correlators on one server or node apart, then renews or takes the lease by
+        compare-and-set; across nodes, the certification of those writes lets only one of two candidates commit.
+        """
+        lease_name = cursor + LEASE_SUFFIX
+        held = self._cursor(conn, lease_name, create=True)
+        pos = self._cursor(conn, cursor, create=True)
+        assert held is not None and pos is not None  # created above
+        mine = self._leases.get(cursor)
+        if held != mine and held > now:
+            return pos, None  # another correlator's lease runs
+        locked = self._cursor(conn, cursor, skip_locked=True)
+        if locked is None:
+            return pos, None  # another correlator on this node is in a step
+        if held == mine and held - now > self.lease_ns // 2:
+            return locked, held  # renewed recently enough
+        new = max(now + self.lease_ns, held + 1)
+        taken = conn.execute(cursors.update().where(cursors.c.name == lease_name, cursors.c.value == held)
+                             .values(value=new))
+        return (locked, new) if taken.rowcount == 1 else (pos, None)
 
     def _correlate_sqlite(self, index: FleetIndex, min_devices: int, batch: int, settle_s: float,
                           cursor: str) -> list[int]:
@@ -75,12 +144,15 @@ class FleetStore:
 
     def _cursor(self, conn: Connection, name: str, *, create: bool = False,
                 skip_locked: bool = False) -> Optional[int]:
-        """The correlator cursor's position (created at 0 first if asked); None when absent, or when skip_locked
-        finds the row held by another correlator."""
-        if create:
-            conn.execute(self.db.insert_ignore(cursors).values(name=name, value=0))
+        """The value of a row of `cursors` (created at 0 first if asked and absent); None when absent, or when
+        skip_locked finds the row held by another correlator. The row is created only when a plain read misses
+        it: an INSERT IGNORE of an existing row would lock it, and on Galera a lock a follower holds is one the
+        leader's replicated write aborts."""
         q = sa.select(cursors.c.value).where(cursors.c.name == name)
         value = conn.scalar(q.with_for_update(skip_locked=True) if skip_locked else q)
+        if value is None and create:
+            conn.execute(self.db.insert_ignore(cursors).values(name=name, value=0))
+            value = conn.scalar(q)
         return None if value is None else int(value)
 
     def _plan_links(self, conn: Connection, index: FleetIndex, pos: int, mine: bool, now: int, min_devices: int,
