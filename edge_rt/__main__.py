@@ -20,6 +20,8 @@ EPILOG = textwrap.dedent("""\
       python -m edge_rt run --source 'gst:audiotestsrc wave=sine' --metrics-port 9100
       python -m edge_rt run --source rtsp://camera.local/stream1 --cloud cloud.example:7443 \\
           --device-id lamp-17 --token $TOKEN
+      python -m edge_rt run --source mic: --cloud ingest-a:7443,ingest-b:7443 \\
+          --device-id lamp-17 --token $TOKEN                     # two replicas: fails over between them
       python -m edge_rt run --source mic:hw:1,0 --backend tflite-fp16
       python -m edge_rt demo                                     # the golden signals through every backend
       python -m edge_rt evaluate streams:test ../shared/negatives --out eval/   # raw groups vs shipped detector
@@ -53,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--source", required=True,
                    help="file:P | dir:P | mic:[DEV] | gst:PIPELINE | rtsp://... | synth:SCENARIO")
-    r.add_argument("--cloud", metavar="HOST:PORT", help="stream events to this cloud_svc (config cloud.address)")
+    r.add_argument("--cloud", metavar="HOST:PORT[,HOST:PORT...]",
+                   help="stream events to this cloud_svc; several replicas comma-separated: the edge stays on one "
+                        "and fails over to the next when it is unreachable (config cloud.address)")
     r.add_argument("--device-id", help="this device's id (default from config)")
     r.add_argument("--token", help="device token from `python -m cloud_svc devices add` (config cloud.token; "
                    "keep it off the command line with EDGE_RT__CLOUD__TOKEN)")
@@ -178,7 +182,10 @@ def cmd_run(args) -> int:
     outbox.close()
     if uplink is not None:
         u = uplink.stats()
-        print(f"cloud {cfg.cloud.address}: acked up to seq {u['acked_seq']}, {u['connects']} connects, "
+        where = u["cloud_address"]
+        if len(u["cloud_addresses"]) > 1:
+            where += f" (of {', '.join(u['cloud_addresses'])}; {u['failovers']} failovers)"
+        print(f"cloud {where}: acked up to seq {u['acked_seq']}, {u['connects']} connects, "
               f"{u['rejects']} rejected, {u['clip_rejects']} clips dropped", file=sys.stderr)
         if uplink.failed is not None:
             print(f"error: {uplink.failed}", file=sys.stderr)

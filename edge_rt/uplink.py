@@ -1,30 +1,39 @@
 """The uplink: drains the outbox to cloud_svc over Ingest.Stream and deletes only what the cloud acked.
 
-One thread runs sessions: connect (optionally TLS/mTLS), say Hello, trim what the cloud already holds, then
-stream the outbox in seq order (clips over `inline_clip_bytes` are uploaded first as ClipChunk messages and
-sent by reference), keep at most `max_inflight_records` unacked, send heartbeats, and apply each ack to the
-outbox. A session that fails with UNAVAILABLE or DEADLINE_EXCEEDED (including an ack that does not come
-within `ack_timeout_s`) is retried after an exponential backoff with full jitter; any other status stops
-the uplink (`failed` says why) and the records stay in the outbox. That includes UNAUTHENTICATED (a wrong or
-revoked token) and PERMISSION_DENIED (a token of another device than --device-id). In-band Rejects are logged
-and counted by scope: a record (dead-lettered) or a batch in `rejects`, a dropped clip in `clip_rejects`.
+It is given one cloud address or several (replicas on one database). `Failover` orders them per device by
+rendezvous hashing (so a fleet spreads over the replicas, and the devices of a replica that fails spread over
+the others) and keeps the uplink on one address until a session there fails; then it moves to the next.
+
+One thread runs sessions: connect (optionally TLS/mTLS, the same for every address), say Hello, trim what the
+cloud already holds, then stream the outbox in seq order (clips over `inline_clip_bytes` are uploaded first as
+ClipChunk messages and sent by reference), keep at most `max_inflight_records` unacked, send heartbeats, and
+apply each ack to the outbox. A session that fails with UNAVAILABLE or DEADLINE_EXCEEDED (including an ack that
+does not come within `ack_timeout_s`, or a connection that cannot be made) moves to the next address and is
+retried: after a short jittered pause while some address has not been tried since the cloud last answered, after
+an exponential backoff with full jitter once a whole round of them failed. Switching replicas mid-batch is safe:
+the new replica's answer to Hello is the device's watermark, and replays are idempotent in the cloud. Any other
+status stops the uplink (`failed` says why) and the records stay in the outbox. That includes UNAUTHENTICATED (a
+wrong or revoked token) and PERMISSION_DENIED (a token of another device than --device-id). In-band Rejects are
+logged and counted by scope: a record (dead-lettered) or a batch in `rejects`, a dropped clip in `clip_rejects`.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import queue
+import random
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import grpc
 
 from edge_rt import records
-from edge_rt.config import CloudConfig
+from edge_rt.config import CloudConfig, parse_addresses
 from edge_rt.errors import EdgeRtError
 from edge_rt.outbox import Outbox, Record
+from edgert.backoff import Backoff
 from edgert.channel import open_channel
 
 log = logging.getLogger("edge_rt.uplink")
@@ -51,23 +60,69 @@ class _Retry(Exception):
         self.progressed = False  # whether the session got as far as a Hello ack (resets the backoff)
 
 
+def rotation(addresses: Sequence[str], device_id: str) -> tuple[str, ...]:
+    """The order in which `device_id` tries `addresses`: highest rendezvous hash first. Each device gets its own
+    order, the same on every start: first choices spread evenly over the replicas, the devices of a replica that
+    fails spread evenly over the rest, and adding or removing one replica moves only its share of the devices."""
+    def weight(address: str) -> bytes:
+        return hashlib.sha256(f"{device_id}\0{address}".encode()).digest()
+
+    return tuple(sorted(addresses, key=weight, reverse=True))
+
+
+class Failover:
+    """Which cloud address the uplink is on, and where it goes and how long it waits when a session ends.
+
+    Sticky: the uplink stays on an address until a session there fails, then moves to the next in its
+    `rotation`. Waits: while some address has not been tried since the cloud last answered a Hello, the wait is
+    `backoff`'s first step (jittered, so the devices of a lost replica do not arrive at the next in lockstep);
+    when a whole round of addresses failed, it is the backoff of the number of failed rounds. With one address
+    this is the plain backoff: a step per failed attempt, the first step after a session that got an answer."""
+
+    def __init__(self, addresses: Sequence[str], device_id: str, backoff: Backoff):
+        if not addresses:
+            raise UplinkError("the uplink needs at least one cloud address (--cloud HOST:PORT[,HOST:PORT...])")
+        self.addresses = rotation(addresses, device_id)
+        self.backoff = backoff
+        self.index = 0
+        self.misses = 0  # sessions in a row that got no answer to their Hello
+
+    @property
+    def current(self) -> str:
+        return self.addresses[self.index]
+
+    def failed(self, answered: bool, move: bool = True, rng: Optional[random.Random] = None) -> float:
+        """A session on `current` ended; `answered`: the cloud had acked its Hello; `move` False keeps the address
+        (the failure was not the cloud's, or the stream reached its planned end). Seconds to wait before the next."""
+        self.misses = 0 if answered else self.misses + 1
+        if move:
+            self.index = (self.index + 1) % len(self.addresses)
+        n = len(self.addresses)
+        rounds = self.misses // n if self.misses % n == 0 else 0
+        return self.backoff.delay(rounds, rng)
+
+
 class Uplink:
     """`start()` runs it in a thread, `stop()` ends it; `drained()` is True once the outbox is empty."""
 
-    def __init__(self, outbox: Outbox, target: str, device_id: str, token: str, *,
+    def __init__(self, outbox: Outbox, target: str | Sequence[str], device_id: str, token: str, *,
                  heartbeat: Optional[Callable[[], dict]] = None, options: Optional[CloudConfig] = None,
                  agent: str = AGENT, on_config: Optional[Callable[[Any], object]] = None):
-        """`on_config` receives each ConfigPush (on the receiving thread); `heartbeat` gives the figures sent."""
-        if not target or ":" not in target:
-            raise UplinkError(f"--cloud must be HOST:PORT, got {target!r}")
+        """`target`: HOST:PORT, several comma-separated, or a sequence of them (replicas to fail over between).
+        `on_config` receives each ConfigPush (on the receiving thread); `heartbeat` gives the figures sent."""
+        try:
+            addresses = parse_addresses(target)
+        except ValueError as exc:
+            raise UplinkError(f"--cloud: {exc}") from None
         if not token:
             raise UplinkError("the uplink needs a device token (`python -m cloud_svc devices add ID`)")
         self.pb = records.pb()  # a clear error when the generated code is missing
         from edgert.v1 import ingest_pb2_grpc  # generated with ingest_pb2
 
         self.grpc_mod = ingest_pb2_grpc
-        self.outbox, self.target, self.device_id, self.token = outbox, target, device_id, token
+        self.outbox, self.device_id, self.token = outbox, device_id, token
         self.heartbeat, self.o, self.agent, self.on_config = heartbeat, options or CloudConfig(), agent, on_config
+        self.failover = Failover(addresses, device_id, self.o.backoff)
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._cv = threading.Condition()
@@ -79,8 +134,14 @@ class Uplink:
         self.rejects = 0       # records dead-lettered, batches and messages refused
         self.clip_rejects = 0  # clips the cloud dropped (their events are stored without them)
         self.sent_records = 0
+        self.failovers = 0     # moves to another address
         self.last_error = ""
         self.connected = False
+
+    @property
+    def target(self) -> str:
+        """The cloud address the uplink is on (or will try next)."""
+        return self.failover.current
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def start(self) -> "Uplink":
@@ -102,12 +163,16 @@ class Uplink:
         return {"connected": self.connected, "connects": self.connects, "retries": self.retries,
                 "acked_seq": self.acked_seq, "sent_records": self.sent_records, "rejects": self.rejects,
                 "clip_rejects": self.clip_rejects, "last_error": self.last_error,
-                "failed": str(self.failed) if self.failed else None}
+                "failed": str(self.failed) if self.failed else None, "cloud_address": self.target,
+                "cloud_addresses": list(self.failover.addresses), "failovers": self.failovers}
 
     def run(self) -> None:
-        attempt = 0
+        if len(self.failover.addresses) > 1:
+            log.info("uplink: cloud replicas in this device's order %s; starting on %s",
+                     ", ".join(self.failover.addresses), self.target)
         while not self._stop.is_set():
-            progressed = False
+            progressed, cloud_failed = False, True
+            started = time.monotonic()
             try:
                 progressed = self._session()
                 if self._stop.is_set():
@@ -134,14 +199,22 @@ class Uplink:
             except Exception as exc:  # noqa: BLE001 - e.g. the outbox could not be read: try again later
                 log.exception("uplink session failed")
                 self.last_error = f"{type(exc).__name__}: {exc}"
+                cloud_failed = False  # ours, not the replica's: stay on it
             finally:
                 self.connected = False
             if self._stop.is_set():
                 break
-            attempt = 0 if progressed else attempt + 1
+            # a stream that lived to its deadline (stream_max_s) ended as planned: reconnect to the same replica
+            planned = progressed and time.monotonic() - started >= self.o.stream_max_s
+            left = self.target
+            delay = self.failover.failed(progressed, move=cloud_failed and not planned)
             self.retries += 1
-            delay = self.o.backoff.delay(attempt)
-            log.warning("uplink to %s: %s; reconnecting in %.2f s", self.target, self.last_error, delay)
+            if self.target != left:
+                self.failovers += 1
+                log.warning("uplink to %s: %s; failing over to %s in %.2f s", left, self.last_error, self.target,
+                            delay)
+            else:
+                log.warning("uplink to %s: %s; reconnecting in %.2f s", self.target, self.last_error, delay)
             self._stop.wait(delay)
 
     def _refused(self, code: grpc.StatusCode, detail: str) -> UplinkError:
@@ -165,11 +238,7 @@ class Uplink:
         call = None
         receiver = None
         try:
-            try:
-                grpc.channel_ready_future(channel).result(timeout=self.o.connect_timeout_s)
-            except grpc.FutureTimeoutError:
-                raise _Retry(grpc.StatusCode.UNAVAILABLE,
-                             f"cannot connect within {self.o.connect_timeout_s:.0f} s") from None
+            self._connect(channel)
             self.connects += 1
             stub = self.grpc_mod.IngestStub(channel)
             call = stub.Stream(iter(sendq.get, None), metadata=(("authorization", f"Bearer {self.token}"),),
@@ -195,6 +264,34 @@ class Uplink:
             if receiver is not None:
                 receiver.join(2.0)
             channel.close()
+
+    def _connect(self, channel: grpc.Channel) -> None:
+        """Wait until `channel` is ready. With one address, through gRPC's own reconnects for up to
+        connect_timeout_s; with several, a failed connection attempt (refused, TLS handshake, no such host) ends
+        the wait at once, so the uplink moves on to a replica that is up."""
+        settled = threading.Event()
+        seen: list[grpc.ChannelConnectivity] = []
+        fail_fast = len(self.failover.addresses) > 1
+
+        def watch(state: grpc.ChannelConnectivity) -> None:
+            if state is grpc.ChannelConnectivity.READY or (
+                    state is grpc.ChannelConnectivity.TRANSIENT_FAILURE and fail_fast):
+                seen.append(state)
+                settled.set()
+
+        channel.subscribe(watch, try_to_connect=True)
+        try:
+            deadline = time.monotonic() + self.o.connect_timeout_s
+            while not settled.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
+                if self._stop.is_set():
+                    raise _Retry(grpc.StatusCode.UNAVAILABLE, "stopped while connecting")
+                if time.monotonic() >= deadline:
+                    raise _Retry(grpc.StatusCode.UNAVAILABLE,
+                                 f"cannot connect to {self.target} within {self.o.connect_timeout_s:.0f} s")
+        finally:
+            channel.unsubscribe(watch)
+        if seen[0] is not grpc.ChannelConnectivity.READY:
+            raise _Retry(grpc.StatusCode.UNAVAILABLE, f"cannot connect to {self.target}")
 
     def _receive(self, call, state: "_SessionState") -> None:
         try:
@@ -260,6 +357,7 @@ class Uplink:
                 state.hello_acked = True
                 state.last_sent = seq
                 self.connected = True
+                log.info("uplink on %s: the cloud holds seqs up to %d", self.target, seq)
             while state.inflight and state.inflight[0][1] <= seq:
                 state.inflight.popleft()
             state.last_ack = time.monotonic()
@@ -346,7 +444,8 @@ class Uplink:
             figures = self.heartbeat() if self.heartbeat else {}
         except Exception as exc:  # noqa: BLE001 - a heartbeat must never end the session
             figures = {"heartbeat_error": str(exc)}
-        figures = {**figures, "uplink_rejects": self.rejects, "uplink_clip_rejects": self.clip_rejects}
+        figures = {**figures, "uplink_rejects": self.rejects, "uplink_clip_rejects": self.clip_rejects,
+                   "uplink_failovers": self.failovers, "cloud_address": self.target}
         hb = self.pb.Heartbeat(sent_ns=time.time_ns(), outbox_depth=st["depth"], outbox_dropped=st["dropped"])
         for k, v in figures.items():
             if isinstance(v, bool) or v is None:

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from edge_rt.errors import ConfigError
 from edgert import labels
@@ -18,6 +19,39 @@ from edgert.settings import Strict, load_layers, merge
 from edgert.yamnet import backends
 
 ENV_PREFIX = "EDGE_RT__"
+_HOST = re.compile(r"^(?:[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?|\[[0-9A-Za-z:.%]+\])$")  # name, IPv4, [IPv6]
+
+
+def parse_addresses(value: Any) -> tuple[str, ...]:
+    """The cloud's addresses from `value`: one HOST:PORT, several comma-separated in one string, or a list of them
+    (an IPv6 host in brackets). ValueError naming the bad one: no port, a port outside 1-65535, an empty or
+    doubled entry, a host that is not a name or an address."""
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        items = list(value)
+    else:
+        raise ValueError(f"must be HOST:PORT, several of them comma-separated, or a list of them; got {value!r}")
+    out: list[str] = []
+    for raw in items:
+        item = raw.strip()
+        if not item:
+            raise ValueError(f"an empty address in {value!r}; give HOST:PORT[,HOST:PORT...]")
+        host, sep, port = item.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"cloud address {item!r} is not HOST:PORT (no {'host' if sep else 'port'})")
+        if not _HOST.match(host):
+            if ":" in host and "/" not in host and not host.startswith("["):
+                raise ValueError(f"cloud address {item!r}: an IPv6 host goes in brackets, e.g. [::1]:50051")
+            raise ValueError(f"cloud address {item!r}: host {host!r} is not a host name or address")
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"cloud address {item!r}: port {port!r} is not a number in 1-65535")
+        if item in out:
+            raise ValueError(f"cloud address {item!r} is listed twice")
+        out.append(item)
+    if not out:
+        raise ValueError("needs at least one HOST:PORT")
+    return tuple(out)
 
 
 class DetectorConfig(ScoringConfig):
@@ -47,8 +81,9 @@ class OutboxConfig(Strict):
 class CloudConfig(Strict):
     """The uplink to cloud_svc: where, as whom, how securely, and how it batches, paces and retries."""
 
-    address: Optional[str] = Field(None, pattern=r"^.+:\d{1,5}$", description="HOST:PORT of cloud_svc; unset: no "
-                                                                               "uplink, the outbox only fills")
+    address: Optional[tuple[str, ...]] = Field(
+        None, description="HOST:PORT of cloud_svc, or several replicas (a list, or comma-separated in one string) that "
+                          "the uplink fails over between; unset: no uplink, the outbox only fills")
     token: Optional[str] = Field(None, min_length=1, description="the device token (`python -m cloud_svc devices "
                                                                  "add ID`); keep it off command lines: "
                                                                  "EDGE_RT__CLOUD__TOKEN")
@@ -74,6 +109,11 @@ class CloudConfig(Strict):
     chunk_bytes: int = Field(256 << 10, ge=1 << 10)
     poll_s: float = Field(0.01, gt=0.0, le=5.0, description="how often an idle session looks for new records")
     stop_flush_s: float = Field(2.0, ge=0.0, description="on stop, wait this long for acks of what is in flight")
+
+    @field_validator("address", mode="before")
+    @classmethod
+    def _addresses(cls, value: Any) -> Optional[tuple[str, ...]]:
+        return None if value is None else parse_addresses(value)
 
     @property
     def backoff(self) -> Backoff:

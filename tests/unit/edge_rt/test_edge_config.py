@@ -31,7 +31,7 @@ def test_the_cloud_link_is_one_section_of_the_edge_config_reached_by_the_one_env
     cfg = config.load(env={"EDGE_RT__CLOUD__ADDRESS": "ingest.example:50051", "EDGE_RT__CLOUD__TOKEN": "ert_x",
                            "EDGE_RT__CLOUD__TLS_CA": str(ca), "EDGE_RT__CLOUD__HEARTBEAT_S": "5"})
     assert (cfg.cloud.address, cfg.cloud.token, cfg.cloud.tls_ca, cfg.cloud.heartbeat_s) == (
-        "ingest.example:50051", "ert_x", str(ca), 5.0)
+        ("ingest.example:50051",), "ert_x", str(ca), 5.0)
     assert cfg.cloud.backoff.step(10) == cfg.cloud.backoff_max_s
 
 
