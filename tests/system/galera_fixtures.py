@@ -75,3 +75,15 @@ def wipe_db(cluster: GaleraCluster, database: str) -> None:
                 cur.execute(f"DELETE FROM `{table.name}`")
     finally:
         conn.close()
+
+
+def lost_races(cluster: GaleraCluster) -> int:
+    """Transactions the cluster has rolled back for losing a race, so far, on all nodes: certification failures
+    (the later of two conflicting commits) and brute-force aborts (a local transaction holding a lock that a
+    replicated write needed)."""
+    total = 0
+    for i in NODES:
+        for _name, value in sql(cluster, i, "SHOW GLOBAL STATUS WHERE Variable_name IN "
+                                            "('wsrep_local_cert_failures', 'wsrep_local_bf_aborts')"):
+            total += int(value)
+    return total

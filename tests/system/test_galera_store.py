@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
-from galera_fixtures import NODES, cluster, galera_db, sql, wipe_db  # noqa: F401 - fixtures, used by name
+from galera_fixtures import NODES, cluster, galera_db, lost_races, sql, wipe_db  # noqa: F401 - fixtures
 
 from cloud_svc.clipstore import FileClipStore
 from cloud_svc.config import FleetConfig, IngestConfig
@@ -34,17 +34,6 @@ def stores(cluster, galera_db):
     yield opened
     for s in opened.values():
         s.close()
-
-
-def races(cluster) -> int:
-    """Transactions the cluster has rolled back for losing a race, so far: certification failures (the later of
-    two conflicting commits) and brute-force aborts (a local transaction holding a lock a replicated write needed)."""
-    total = 0
-    for i in NODES:
-        for _name, value in sql(cluster, i, "SHOW GLOBAL STATUS WHERE Variable_name IN "
-                                           "('wsrep_local_cert_failures', 'wsrep_local_bf_aborts')"):
-            total += int(value)
-    return total
 
 
 def count(cluster, db, table: str, where: str = "1") -> int:
@@ -76,7 +65,7 @@ def test_a_group_commit_that_fails_certification_is_run_again_and_stores_each_ro
             meddled.append(1)
             sql(cluster, 2, "UPDATE devices SET agent = 'node2' WHERE id = 'd1'", database=galera_db)
 
-    before = races(cluster)
+    before = lost_races(cluster)
     committer = Committer(s1.ingest, FileClipStore(tmp_path), IngestConfig(commit_retries=3)).start()
     sa.event.listen(s1.engine, "commit", node2_writes_the_same_row_first)
     try:
@@ -86,7 +75,7 @@ def test_a_group_commit_that_fails_certification_is_run_again_and_stores_each_ro
         committer.stop()
     assert (result.acked_seq, result.stored, result.duplicates) == (4, 4, 0)
     assert (committer.conflicts, committer.commits, committer.failures) == (1, 1, 0)
-    assert races(cluster) > before
+    assert lost_races(cluster) > before
     assert sql(cluster, 3, "SELECT acked_seq, agent FROM devices", database=galera_db) == [(4, "node2")]
     assert {t: count(cluster, galera_db, t) for t in ("events", "event_ends", "top_classes", "alerts",
                                                       "alert_events", "verifications")} == \
@@ -111,7 +100,7 @@ def test_committers_on_two_nodes_storing_the_same_batches_store_each_row_once(
                      RecordIn(2 * k + 2, t, "event_end", event(label, e.start_ns, end=True, eid=e.event_id))]
         for r, i in enumerate(range(0, len(recs), per_batch)):
             rounds[r].append(BatchIn(d, recs[i].seq, recs[i:i + per_batch]))
-    before = races(cluster)
+    before = lost_races(cluster)
     cfg = IngestConfig(commit_retries=20, commit_linger_ms=1)
     committers = [Committer(stores[i].ingest, FileClipStore(tmp_path), cfg).start() for i in (1, 2)]
     results = []
@@ -123,7 +112,7 @@ def test_committers_on_two_nodes_storing_the_same_batches_store_each_row_once(
         for c in committers:
             c.stop()
     print(f"\n{len(results)} batches through 2 nodes: {sum(c.commits for c in committers)} commits, "
-          f"{sum(c.conflicts for c in committers)} run again after a conflict, {races(cluster) - before} "
+          f"{sum(c.conflicts for c in committers)} run again after a conflict, {lost_races(cluster) - before} "
           f"transactions rolled back by the cluster")
     assert sum(c.failures for c in committers) == 0
     assert max(r.acked_seq for r in results) == 2 * n_events
@@ -171,14 +160,14 @@ def test_verification_claimers_on_three_nodes_verify_each_job_exactly_once(clust
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             failures.append(exc)
 
-    before = races(cluster)
+    before = lost_races(cluster)
     t0 = time.monotonic()
     threads = [threading.Thread(target=worker, args=(i,)) for i in NODES]
     for th in threads:
         th.start()
     for th in threads:
         th.join(120)
-    lost = races(cluster) - before
+    lost = lost_races(cluster) - before
     per_node = {i: sum(1 for _, n in handed if n == i) for i in NODES}
     print(f"\n{n_jobs} jobs by claimers on 3 nodes in {time.monotonic() - t0:.1f} s: {per_node} per node, "
           f"{lost} claims or verdicts rolled back by the cluster and run again")
@@ -241,7 +230,7 @@ def test_two_correlators_on_two_nodes_that_both_take_the_lead_make_one_fleet_ale
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             out[node] = exc
 
-    before = races(cluster)
+    before = lost_races(cluster)
     threads = [threading.Thread(target=step, args=(i,)) for i in (1, 2)]
     for th in threads:
         th.start()
@@ -252,7 +241,7 @@ def test_two_correlators_on_two_nodes_that_both_take_the_lead_make_one_fleet_ale
     [winner] = [i for i in (1, 2) if out[i]]
     loser = 3 - winner
     assert out[loser] == [] and ix[loser].seen_id == 0 and ix[loser].size() == 0  # starts over
-    assert races(cluster) > before
+    assert lost_races(cluster) > before
     assert _fleet(cluster, galera_db) == [(out[winner][0], "pair-1-a,pair-1-b")]  # type: ignore[index]
     # the loser now follows the winner's lease: it reads the pair into its index and links nothing
     _pair_hears(stores[3], 2)
