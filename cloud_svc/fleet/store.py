@@ -69,9 +69,9 @@ class FleetStore:
                     if moved.rowcount != 1:
                         raise _CursorMoved(f"cursor {cursor!r} is no longer at {pos}")
         except (WriteConflict, _CursorMoved) as exc:  # another correlator led this step: follow its cursor
+            # The lease this store holds is unchanged: the next step finds in the lease row whether it still leads.
             log.info("fleet correlator: another correlator went first (%s); following its cursor", exc)
             index.reset()
-            self._leases.pop(cursor, None)
             return []
         except BaseException:
             if index.seen_id != before:
