@@ -9,7 +9,7 @@ from typing import Iterable, Optional
 
 import grpc
 
-from cloud_svc.errors import CloudError, Unauthenticated, status_of
+from cloud_svc.errors import CloudError, Unauthenticated, detail, status_of
 from cloud_svc.store.devices import DeviceStore, hash_token
 from cloud_svc.store.users import User, UserStore
 
@@ -122,7 +122,7 @@ class QueryAuthInterceptor(grpc.aio.ServerInterceptor):
             try:
                 await asyncio.to_thread(self.auth.authenticate, details.invocation_metadata)
             except CloudError as exc:
-                return _refusal(handler, status_of(exc), str(exc))
+                return _refusal(handler, status_of(exc), detail(exc))
         return _tolerant(handler)
 
 
@@ -144,7 +144,7 @@ def _tolerant(handler):
             return _Undecodable(str(exc) or type(exc).__name__)
 
     def refuse(request) -> str:
-        return f"the request is not a valid message: {request.error}"
+        return detail(f"the request is not a valid message: {request.error}")
 
     if handler.response_streaming:
         inner = handler.unary_stream

@@ -125,3 +125,12 @@ def from_rpc_error(exc: grpc.RpcError) -> CloudError:
         return InvalidMessage(field, msg or details or "")
     cls = FROM_STATUS.get(code, RemoteError)
     return cls(f"{code.name}: {details}")
+
+
+MAX_DETAIL = 2000  # characters of a status's details: gRPC clients refuse trailing metadata over 16 KiB
+
+
+def detail(exc_or_text) -> str:
+    """A status detail short enough for any client (a client-sent value quoted in it may be huge)."""
+    text = str(exc_or_text)
+    return text if len(text) <= MAX_DETAIL else text[:MAX_DETAIL - 20] + f"… ({len(text)} characters)"

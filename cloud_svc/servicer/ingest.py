@@ -125,7 +125,7 @@ class IngestServicer:
             if not device_id:
                 device_id = await asyncio.to_thread(self.auth.authenticate, token)
         except CloudError as exc:
-            await context.abort(errors.status_of(exc), str(exc))
+            await context.abort(errors.status_of(exc), errors.detail(exc))
             raise  # not reached: abort() raises (grpc's AbortError)
         s = _Stream(device_id, token)
         self._streams.add(s)
@@ -146,7 +146,7 @@ class IngestServicer:
                 if item is _END:
                     break
                 if isinstance(item, _Abort):
-                    await context.abort(errors.status_of(item.exc), str(item.exc))
+                    await context.abort(errors.status_of(item.exc), errors.detail(item.exc))
                 yield item
         finally:
             reader.cancel()
@@ -207,7 +207,7 @@ class IngestServicer:
         elif which == "hello":
             h = msg.hello
             if h.device_id != s.device_id:  # ends the stream: nothing after it may be stored under either device
-                raise PermissionDenied(f"this token belongs to device {s.device_id!r}, not to {h.device_id!r} "
+                raise PermissionDenied(f"this token belongs to device {s.device_id!r}, not to {h.device_id[:128]!r} "
                                        "(Hello.device_id)")
             agent = convert.text(h.agent, "hello.agent", required=False)
             mark = await asyncio.to_thread(self.devices.hello, s.device_id, agent)

@@ -94,7 +94,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         try:
             return await asyncio.to_thread(fn, *args, **kw)
         except CloudError as exc:
-            await context.abort(errors.status_of(exc), str(exc))
+            await context.abort(errors.status_of(exc), errors.detail(exc))
 
     async def _filter(self, request, context, limit: int):
         try:
@@ -103,7 +103,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
                 f.after_id = max(f.after_id, after_of(request.page_token))
             return f
         except InvalidMessage as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, errors.detail(exc))
 
     async def ListEvents(self, request, context):
         """Every match, read from the store a page at a time (no cap); `limit` ends it early, and then the
