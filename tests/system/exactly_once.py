@@ -20,6 +20,7 @@ class Verdict:
     verified: int         # distress events with their one verification (done; skipped when they had no clip)
     lost: int
     duplicates: int
+    unended: int = 0      # events whose edge died before their end (no end record was ever made)
 
 
 def outbox_seqs(spool_db: Path) -> tuple[int, dict]:
@@ -71,7 +72,11 @@ def check_exactly_once(url: str, outboxes: dict[str, Path]) -> Verdict:
                 assert int(acked) == last, f"{device}: the cloud's watermark {acked} is not the outbox's {last}"
             rows = c.execute(sa.text("SELECT device_id, seq, event_id, label, id FROM events")).all()
             dups += len(rows) - len({(r.device_id, r.event_id) for r in rows})
-            must = [r.id for r in rows if r.label in distress]
+            ended = {int(pk) for pk in c.execute(sa.text("SELECT event_pk FROM event_ends")).scalars()}
+            # an event is verified once it has ended (its end brings the clip); one whose edge died before its
+            # end has no end record at all, in the outbox or here, and nothing to verify
+            must = [r.id for r in rows if r.label in distress and r.id in ended]
+            unended = sum(1 for r in rows if r.id not in ended)
             ver = {int(r.event_pk): r for r in c.execute(sa.text(
                 "SELECT event_pk, status, agree FROM verifications"))}
             with_clip = {int(pk) for pk in c.execute(sa.text("SELECT event_pk FROM clips")).scalars()}
@@ -81,6 +86,6 @@ def check_exactly_once(url: str, outboxes: dict[str, Path]) -> Verdict:
         unverified = [pk for pk in must if pk not in ver
                       or ver[pk].status != ("done" if pk in with_clip else "skipped")]
         assert not unverified, f"{len(unverified)} distress events not verified: {[ver.get(p) for p in unverified][:5]}"
-        return Verdict(total, len(rows), len(must), lost, dups)
+        return Verdict(total, len(rows), len(must), lost, dups, unended)
     finally:
         engine.dispose()
