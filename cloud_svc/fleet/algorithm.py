@@ -34,11 +34,15 @@ class Placed:
     received_ns: int
 
 
+PRUNE_EVERY_NS = 5 * 10**9  # the index forgets events beyond the horizon at least this often (server time)
+
+
 class FleetIndex:
     def __init__(self, radius_m: float, window_s: float, horizon_s: float):
         if horizon_s < window_s:
             raise ValueError("the index must remember at least one correlation window")
         self.radius_m, self.window_ns, self.horizon_ns = radius_m, int(window_s * 1e9), int(horizon_s * 1e9)
+        self._pruned_ns = 0  # server time of the last prune: the index holds the horizon, not a count of events
         self.cell_deg = radius_m / M_PER_DEG_LAT
         self.cells: dict[tuple[str, int, int], deque[Placed]] = {}
         self.seen_id = 0  # every event with a smaller or equal id has been added (or had no position)
@@ -69,10 +73,11 @@ class FleetIndex:
         key = self._key(e.label, self._band(e.lat), e.lon)
         self.cells.setdefault(key, deque()).append(e)
         self._adds += 1
-        if self._adds % 10_000 == 0:
+        if self._adds % 10_000 == 0 or e.received_ns - self._pruned_ns >= PRUNE_EVERY_NS:
             self.prune(e.received_ns)
 
     def prune(self, now_ns: int) -> None:
+        self._pruned_ns = now_ns
         cutoff = now_ns - self.horizon_ns
         for key in list(self.cells):
             d = self.cells[key]

@@ -6,7 +6,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional, Sequence
+from typing import AbstractSet, Callable, Iterable, Optional, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -131,17 +131,23 @@ class IngestStore:
                 conn.execute(self.db.insert_ignore(device_health), [row for _, row in samples])
         for device_id, _ in samples:
             self._sampled_ns[device_id] = now
-        self._remember_pks(learned)  # only now: a rolled-back transaction's pks never existed
+        # only now: a rolled-back transaction's pks never existed; an event whose end is stored needs none again
+        self._remember_pks(learned, {(b.device_id, r.payload.event_id) for b in batches for r in b.records
+                                     if r.kind == "event_end" and isinstance(r.payload, EventIn)})
         return CommitOutcome(results, n_alerts)
 
-    def _remember_pks(self, learned: dict[tuple[str, str], int]) -> None:
+    def _remember_pks(self, learned: dict[tuple[str, str], int],
+                      ended: AbstractSet[tuple[str, str]] = frozenset()) -> None:
         """Keep committed (device_id, event_id) -> pk pairs (never changed once stored), so an event's end,
-        which usually comes to the same server seconds after its start, needs no lookup. Bounded, oldest out."""
-        if not learned:
+        which usually comes to the same server seconds after its start, needs no lookup; forget those whose end
+        is stored (the cache holds the events in progress, not every event). Bounded, oldest out."""
+        if not learned and not ended:
             return
         with self._pk_lock:
             cache = self._pk_cache
-            cache.update(learned)
+            cache.update((k, v) for k, v in learned.items() if k not in ended)
+            for key in ended:
+                cache.pop(key, None)
             excess = len(cache) - PK_CACHE_SIZE
             if excess > 0:
                 for key in list(itertools.islice(cache, excess)):
