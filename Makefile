@@ -9,7 +9,7 @@ APT_PACKAGES := build-essential libfftw3-dev libsndfile1 libportaudio2 gstreamer
 	mariadb-server galera-4 rsync
 DB_URL ?= mysql+pymysql://root@127.0.0.1:3306/test
 
-.PHONY: setup sysdeps deps basemap protos ext models demo test bench mariadb galera galera-stop clean distclean
+.PHONY: setup sysdeps deps basemap protos ext models demo test soak bench mariadb galera galera-stop clean distclean
 
 setup: deps basemap protos ext models
 
@@ -60,8 +60,11 @@ test: setup mariadb
 	$(VENV)/bin/ruff check edgert edge_rt cloud_svc dashboard tests bench setup.py
 	$(VENV)/bin/mypy  # pyproject.toml [tool.mypy]: the four packages
 	$(PY) -m edge_rt.models verify
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m "not soak" tests  # the 10-minute soak runs in `make soak` (see pytest.ini)
 	EDGE_RT_PUREPYTHON=1 $(PY) -m pytest -q tests/unit/edgert/yamnet/frontend
+
+soak: setup mariadb  ## 200 devices for EDGERT_SOAK_S (600) s: server, edge RSS and outbox depth must stay flat
+	$(PY) -m pytest -q -s -m soak tests/system/test_soak.py
 
 bench: setup mariadb
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
