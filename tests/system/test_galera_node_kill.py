@@ -29,8 +29,16 @@ def test_a_galera_node_killed_mid_ingest_loses_and_duplicates_nothing(cluster, g
     servers = {i: ServerProcess(cluster.node(i).url(galera_db), clips=str(tmp_path / "clips"),
                                 log_path=tmp_path / f"serve-node{i}.log", env=env,
                                 extra=("--verify-workers", "1", "--no-migrate")) for i in NODES}
-    for s in servers.values():
-        s.start(timeout=90)
+    try:
+        for s in servers.values():
+            s.start(timeout=90)
+        _ingest_through_a_node_kill(cluster, galera_db, servers, tmp_path)
+    finally:
+        for s in servers.values():  # also when a step failed: no replica outlives the test
+            s.terminate()
+
+
+def _ingest_through_a_node_kill(cluster, galera_db: str, servers: dict, tmp_path) -> None:
     addresses = ",".join(s.target for s in servers.values())
     devices = ["lamp-a", "lamp-b", "lamp-c", "fire-1"]
     admin = Store.open(cluster.node(1).url(galera_db))
@@ -81,12 +89,8 @@ def test_a_galera_node_killed_mid_ingest_loses_and_duplicates_nothing(cluster, g
         for p in edges.values():
             if p.poll() is None:
                 p.kill()
-    try:
-        outboxes = {d: tmp_path / f"spool-{d}" / "outbox.db" for d in devices[:3]}
-        outboxes["fire-1"] = tmp_path / "fire" / "outbox.db"
-        verdict = check_exactly_once(cluster.node(1).url(galera_db), outboxes)
-        print(f"\nGalera node {KILLED} killed for {DOWN_S:g} s: {verdict}")
-        assert verdict.events > 100 and verdict.verified > 10
-    finally:
-        for s in servers.values():
-            s.terminate()
+    outboxes = {d: tmp_path / f"spool-{d}" / "outbox.db" for d in devices[:3]}
+    outboxes["fire-1"] = tmp_path / "fire" / "outbox.db"
+    verdict = check_exactly_once(cluster.node(1).url(galera_db), outboxes)
+    print(f"\nGalera node {KILLED} killed for {DOWN_S:g} s: {verdict}")
+    assert verdict.events > 100 and verdict.verified > 10
