@@ -64,3 +64,13 @@ class SampleRateError(FrontendError):
 
 class FrontendUnavailableError(CoreError, ImportError):
     """A requested front-end implementation (the CUDA twin) cannot run on this machine."""
+
+
+# Outbound notifications (edgert.notify): MQTT and webhooks.
+class NotifyError(CoreError):
+    """A notification cannot be delivered and retrying will not help (bad broker address, refused credentials,
+    a webhook URL that answers 4xx)."""
+
+
+class NotifyUnavailable(NotifyError):
+    """The broker or webhook endpoint cannot be reached now; what was not confirmed is retried later."""
