@@ -6,16 +6,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import threading
 import time
 
 import sqlalchemy as sa
+from busy_device import BusyDevice
 from exactly_once import check_exactly_once
 
 from cloud_svc.client import QueryClient
 from edge_rt.config import CloudConfig
-from edge_rt.outbox import Outbox
-from edge_rt.uplink import Uplink
 from support import ServerProcess, TempMariaDB, add_device, edge_run, mariadb_available, put_event
 
 OUTAGE_S = 60.0
@@ -42,50 +40,36 @@ def _outage(mariadb_url: str, tmp_path) -> None:
                     token=tok_edge, fast=False, env={"EDGE_RT__RUNTIME__GRACE_S": "150"}, wait=False)
 
     # A busy device: 20 events/s (start + end records), every 25th end with a 600 kB clip sent in chunks.
-    ob = Outbox(tmp_path / "fire" / "outbox.db")
     starts: dict[int, str] = {}
     clips: dict[str, str] = {}
-    stop = threading.Event()
 
-    def produce():
-        n = 0
-        while not stop.wait(0.05):
-            clip = os.urandom(600_000) if n % 25 == 0 else None
-            s1, _, event_id = put_event(ob, "dog_bark", clip=clip)
-            starts[s1] = event_id
-            if clip is not None:
-                clips[event_id] = hashlib.sha256(clip).hexdigest()
-            n += 1
+    def make(ob, n):
+        clip = os.urandom(600_000) if n % 25 == 0 else None
+        s1, _, event_id = put_event(ob, "dog_bark", clip=clip)
+        starts[s1] = event_id
+        if clip is not None:
+            clips[event_id] = hashlib.sha256(clip).hexdigest()
 
-    producer = threading.Thread(target=produce, daemon=True)
-    producer.start()
-    up = Uplink(ob, srv.target, "fire-1", tok_fire,
-                options=CloudConfig(backoff_initial_s=0.2, backoff_max_s=5.0, inline_clip_bytes=100_000,
-                                      chunk_bytes=128 << 10, heartbeat_s=2.0)).start()
+    options = CloudConfig(backoff_initial_s=0.2, backoff_max_s=5.0, inline_clip_bytes=100_000,
+                          chunk_bytes=128 << 10, heartbeat_s=2.0)
     try:
-        time.sleep(6.0)
-        assert up.acked_seq > 0, "nothing was acked before the outage"
-        srv.kill()  # mid-stream: commits may have happened whose acks never left
-        down_at = time.monotonic()
-        time.sleep(OUTAGE_S)
-        assert time.monotonic() - down_at >= OUTAGE_S
-        backlog = ob.stats()["depth"]
-        assert backlog > 0 and up.retries > 0
-        srv.start()  # same port
-        time.sleep(4.0)
-        stop.set()
-        producer.join()
-        deadline = time.monotonic() + 60
-        while not up.drained() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert up.drained(), f"fire-1 outbox still holds {ob.stats()['depth']} records"
+        with BusyDevice(tmp_path / "fire", srv.target, "fire-1", tok_fire, make=make, options=options) as fire:
+            time.sleep(6.0)
+            assert fire.uplink.acked_seq > 0, "nothing was acked before the outage"
+            srv.kill()  # mid-stream: commits may have happened whose acks never left
+            down_at = time.monotonic()
+            time.sleep(OUTAGE_S)
+            assert time.monotonic() - down_at >= OUTAGE_S
+            backlog = fire.outbox.stats()["depth"]
+            assert backlog > 0 and fire.uplink.retries > 0
+            srv.start()  # same port
+            time.sleep(4.0)
+            fire.drain(60)
         out, err = edge.communicate(timeout=180)
         assert edge.returncode == 0, err
         made = int(re.search(r"audio in .*?: (\d+) events", err).group(1))
         assert made >= 2, err  # the 34 s tour detects several, most of them while the server is down
     finally:
-        stop.set()
-        up.stop()
         if edge.poll() is None:
             edge.kill()
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import random
 import signal
-import threading
 import time
 
+from busy_device import BusyDevice, every_tenth
 from exactly_once import check_exactly_once
 from mariadb_server import PrivateMariaDB
 
 from edge_rt.config import CloudConfig
-from edge_rt.outbox import Outbox
-from edge_rt.uplink import Uplink
-from support import ServerProcess, TempMariaDB, add_device, edge_run, mariadb_available, put_event
+from support import ServerProcess, TempMariaDB, add_device, edge_run, mariadb_available
 
 KILLS = 20
 PLAN = ",".join(f"{lab}@{t}" for t, lab in zip(range(2, 19, 2), ["glass_break", "siren", "scream"] * 3))
@@ -61,42 +59,24 @@ def test_the_database_killed_and_restarted_mid_ingest_loses_and_duplicates_nothi
         edge = edge_run("synth:tour", tmp_path / "spool-edge", cloud=srv.target, device_id="edge-1",
                         token=tok_edge, fast=False, env={"EDGE_RT__RUNTIME__GRACE_S": "120"}, wait=False)
         # and a busy device: 20 events/s, every 10th a glass break (verified), through the real outbox and uplink
-        ob = Outbox(tmp_path / "fire" / "outbox.db")
-        stop = threading.Event()
-
-        def produce():
-            n = 0
-            while not stop.wait(0.05):
-                put_event(ob, "glass_break" if n % 10 == 0 else "dog_bark")
-                n += 1
-
-        producer = threading.Thread(target=produce, daemon=True)
-        producer.start()
-        up = Uplink(ob, srv.target, "fire-1", tok_fire,
-                    options=CloudConfig(backoff_initial_s=0.2, backoff_max_s=3.0, heartbeat_s=2.0)).start()
-        try:
-            time.sleep(6.0)
-            assert up.acked_seq > 0, "nothing was acked before the database went down"
-            mdb.kill()  # the database host crashes mid-commit
-            time.sleep(15.0)
-            assert ob.stats()["depth"] > 0, "the outbox did not hold the records while the database was down"
-            mdb.start()  # InnoDB recovers; the cloud's pool reconnects, devices resend what was not acked
-            time.sleep(4.0)
-            stop.set()
-            producer.join()
-            deadline = time.monotonic() + 90
-            while not up.drained() and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert up.drained(), f"fire-1 still holds {ob.stats()['depth']} records"
-            _, err = edge.communicate(timeout=180)
-            assert edge.returncode == 0, err[-3000:]
-            assert srv.proc is not None and srv.proc.poll() is None, "the cloud died with its database"
-        finally:
-            stop.set()
-            up.stop()
-            if edge.poll() is None:
-                edge.kill()
-            ob.close()
+        with BusyDevice(tmp_path / "fire", srv.target, "fire-1", tok_fire, make=every_tenth("glass_break"),
+                        options=CloudConfig(backoff_initial_s=0.2, backoff_max_s=3.0, heartbeat_s=2.0)) as fire:
+            try:
+                time.sleep(6.0)
+                assert fire.uplink.acked_seq > 0, "nothing was acked before the database went down"
+                mdb.kill()  # the database host crashes mid-commit
+                time.sleep(15.0)
+                assert fire.outbox.stats()["depth"] > 0, "the outbox did not hold the records while the database " \
+                                                         "was down"
+                mdb.start()  # InnoDB recovers; the cloud's pool reconnects, devices resend what was not acked
+                time.sleep(4.0)
+                fire.drain()
+                _, err = edge.communicate(timeout=180)
+                assert edge.returncode == 0, err[-3000:]
+                assert srv.proc is not None and srv.proc.poll() is None, "the cloud died with its database"
+            finally:
+                if edge.poll() is None:
+                    edge.kill()
         verdict = check_exactly_once(mdb.url, {"edge-1": tmp_path / "spool-edge" / "outbox.db",
                                                "fire-1": tmp_path / "fire" / "outbox.db"})
         print(f"\ndatabase killed and restarted: {verdict}")

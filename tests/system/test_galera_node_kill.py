@@ -5,17 +5,15 @@ duplicate rows, every distress event verified exactly once."""
 # ruff: noqa: F811 - the fixtures imported from galera_fixtures are parameters of the tests, by name
 from __future__ import annotations
 
-import threading
 import time
 
+from busy_device import BusyDevice, every_tenth
 from exactly_once import check_exactly_once
 from galera_fixtures import NODES, cluster, galera_db, wipe_db  # noqa: F401 - fixtures
 
 from cloud_svc.store import Store
 from edge_rt.config import CloudConfig
-from edge_rt.outbox import Outbox
-from edge_rt.uplink import Uplink
-from support import ServerProcess, edge_run, env_with_repo, put_event
+from support import ServerProcess, edge_run, env_with_repo
 
 KILLED = 2
 DOWN_S = 20.0
@@ -49,43 +47,24 @@ def _ingest_through_a_node_kill(cluster, galera_db: str, servers: dict, tmp_path
     edges = {d: edge_run("synth:tour,seed=%d" % k, tmp_path / f"spool-{d}", cloud=addresses, device_id=d,
                          token=tokens[d], fast=False, env={"EDGE_RT__RUNTIME__GRACE_S": "120"}, wait=False)
              for k, d in enumerate(devices[:3])}
-    ob = Outbox(tmp_path / "fire" / "outbox.db")
-    stop = threading.Event()
-
-    def produce():
-        n = 0
-        while not stop.wait(0.05):
-            put_event(ob, "scream" if n % 10 == 0 else "dog_bark")
-            n += 1
-
-    producer = threading.Thread(target=produce, daemon=True)
-    producer.start()
-    up = Uplink(ob, addresses, "fire-1", tokens["fire-1"],
-                options=CloudConfig(backoff_initial_s=0.2, backoff_max_s=2.0, heartbeat_s=2.0)).start()
     try:
-        time.sleep(8.0)
-        assert up.acked_seq > 0, "nothing was acked before the node died"
-        cluster.kill(KILLED)  # mid-ingest: its replica's open transactions die with it
-        cluster.wait_size(2, nodes=[i for i in NODES if i != KILLED], timeout=60)
-        time.sleep(DOWN_S)
-        cluster.restart(KILLED)  # rejoins by IST
-        cluster.wait_synced(KILLED, size=3, timeout=120)
-        time.sleep(3.0)
-        stop.set()
-        producer.join()
-        deadline = time.monotonic() + 90
-        while not up.drained() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert up.drained(), f"fire-1 still holds {ob.stats()['depth']} records"
+        with BusyDevice(tmp_path / "fire", addresses, "fire-1", tokens["fire-1"], make=every_tenth("scream"),
+                        options=CloudConfig(backoff_initial_s=0.2, backoff_max_s=2.0, heartbeat_s=2.0)) as fire:
+            time.sleep(8.0)
+            assert fire.uplink.acked_seq > 0, "nothing was acked before the node died"
+            cluster.kill(KILLED)  # mid-ingest: its replica's open transactions die with it
+            cluster.wait_size(2, nodes=[i for i in NODES if i != KILLED], timeout=60)
+            time.sleep(DOWN_S)
+            cluster.restart(KILLED)  # rejoins by IST
+            cluster.wait_synced(KILLED, size=3, timeout=120)
+            time.sleep(3.0)
+            fire.drain()
         for d, p in edges.items():
             _, err = p.communicate(timeout=180)
             assert p.returncode == 0, f"edge {d}: {err[-3000:]}"
         for i, s in servers.items():
             assert s.proc is not None and s.proc.poll() is None, f"the replica on node {i} died"
     finally:
-        stop.set()
-        up.stop()
-        ob.close()
         for p in edges.values():
             if p.poll() is None:
                 p.kill()

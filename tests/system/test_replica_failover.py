@@ -11,11 +11,11 @@ import threading
 import time
 
 import sqlalchemy as sa
+from busy_device import BusyDevice, every_tenth
 from exactly_once import check_exactly_once
 
 from edge_rt.config import CloudConfig
-from edge_rt.outbox import Outbox
-from edge_rt.uplink import Uplink, rotation
+from edge_rt.uplink import rotation
 from support import (
     ServerProcess,
     TempMariaDB,
@@ -23,7 +23,6 @@ from support import (
     edge_run,
     env_with_repo,
     mariadb_available,
-    put_event,
     wait_for,
 )
 
@@ -55,7 +54,6 @@ def test_a_replica_killed_mid_ingest_hands_its_devices_to_the_others_and_nothing
                               extra=("--verify-workers", "1"), env=env) for n in "abc"]
     engine = sa.create_engine(db.url)
     edges: dict = {}
-    up = None
     try:
         replicas[0].start()  # runs the migrations; the others start on the migrated database together
         later = [threading.Thread(target=r.start) for r in replicas[1:]]
@@ -84,20 +82,10 @@ def test_a_replica_killed_mid_ingest_hands_its_devices_to_the_others_and_nothing
             edges[device] = edge_run(f"synth:{PLAN},seed={i}", tmp_path / device, cloud=every, device_id=device,
                                      token=tokens[device], fast=False, env=edge_env, wait=False)
         # the busy device: 20 events/s, every 10th a glass break (verified)
-        ob = Outbox(tmp_path / busy / "outbox.db")
-        stop = threading.Event()
-
-        def produce():
-            n = 0
-            while not stop.wait(0.05):
-                put_event(ob, "glass_break" if n % 10 == 0 else "dog_bark")
-                n += 1
-
-        producer = threading.Thread(target=produce, daemon=True)
-        producer.start()
-        up = Uplink(ob, every, busy, tokens[busy], heartbeat=lambda: {},
-                    options=CloudConfig(backoff_initial_s=0.2, backoff_max_s=3.0, heartbeat_s=1.0)).start()
-        try:
+        with BusyDevice(tmp_path / busy, every, busy, tokens[busy], make=every_tenth("glass_break"),
+                        heartbeat=lambda: {},
+                        options=CloudConfig(backoff_initial_s=0.2, backoff_max_s=3.0, heartbeat_s=1.0)) as fire:
+            up = fire.uplink
             # every device streaming to its first replica
             assert wait_for(lambda: all(reported_address(engine, d) == first for d, (first, _) in plan.items()), 60), \
                 {d: reported_address(engine, d) for d in plan}
@@ -116,13 +104,7 @@ def test_a_replica_killed_mid_ingest_hands_its_devices_to_the_others_and_nothing
                 _, err = proc.communicate(timeout=150)
                 outs[device] = err
                 assert proc.returncode == 0, f"{device}: {err[-3000:]}"
-            stop.set()
-            producer.join()
-            assert wait_for(up.drained, 60), f"{busy} still holds {ob.stats()['depth']} records"
-        finally:
-            stop.set()
-            up.stop()
-            ob.close()
+            fire.drain(60)
         for device, (first, then) in plan.items():
             moves = 0 if first == then else 1
             summary = re.search(r"^cloud (\S+) \(of ([^;]+); (\d+) failovers\)", outs[device], re.M)
