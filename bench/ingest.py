@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]  # tests/support.py: throwaway databases, the server
+sys.path[:0] = [str(REPO / "bench"), str(REPO), str(REPO / "tests")]  # _procs.py; tests/support.py: databases, server
+
+from _procs import cpu_seconds, mariadb_pids  # noqa: E402
 
 from support import ServerProcess, TempMariaDB, mariadb_available  # noqa: E402
 
@@ -191,28 +193,6 @@ def _client_proc(target, devices, phase, args_dict, ready_q, go, q):
     asyncio.run(main())
 
 
-def _cpu(pids) -> float:
-    """CPU seconds (user + system) used so far by these processes."""
-    import psutil
-
-    total = 0.0
-    for pid in pids:
-        try:
-            proc = psutil.Process(pid)
-            for p in [proc] + proc.children(recursive=True):
-                t = p.cpu_times()
-                total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
-
-
-def _mariadb_pids() -> list[int]:
-    import psutil
-
-    return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] in ("mariadbd", "mysqld")]
-
-
 def run_phase(target, devs, phase, args, server_pid: int = 0) -> dict:
     procs = max(1, args.procs)
     items = list(enumerate(devs))
@@ -224,12 +204,12 @@ def run_phase(target, devs, phase, args, server_pid: int = 0) -> dict:
         p.start()
     for _ in ps:  # every stream is open and authenticated before the clock starts
         ready_q.get(timeout=300)
-    watched = {"server": [server_pid] if server_pid else [], "mariadb": _mariadb_pids(), "clients": [p.pid for p in ps]}
+    watched = {"server": [server_pid] if server_pid else [], "mariadb": mariadb_pids(), "clients": [p.pid for p in ps]}
     go.set()
     time.sleep(args.warmup)
-    cpu0 = {k: _cpu(v) for k, v in watched.items()}
+    cpu0 = {k: cpu_seconds(v) for k, v in watched.items()}
     time.sleep(args.duration)
-    cpu = {k: round(_cpu(v) - cpu0[k], 2) for k, v in watched.items()}
+    cpu = {k: round(cpu_seconds(v) - cpu0[k], 2) for k, v in watched.items()}
     results = []
     for _ in ps:
         results.extend(q.get(timeout=args.warmup + args.duration + 180))

@@ -52,7 +52,10 @@ from typing import Optional
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "system")]  # support.py, galera.py
+# _procs.py (also when tests/system/test_soak.py loads this file), support.py, galera.py
+sys.path[:0] = [str(REPO / "bench"), str(REPO), str(REPO / "tests"), str(REPO / "tests" / "system")]
+
+from _procs import cpu_seconds, mariadb_pids, rss_bytes  # noqa: E402,F401 - the soak samples RSS through here
 
 from support import ServerProcess, TempMariaDB, env_with_repo, mariadb_available  # noqa: E402
 
@@ -65,33 +68,6 @@ STARTS_RE = re.compile(r"edge_rt\.pipeline: event (\S+) starts at (\d+\.\d+) s")
 
 
 # ------------------------------------------------------------------------------------------------ processes
-def cpu_seconds(pids) -> float:
-    """CPU seconds (user + system) used so far by these processes and their children."""
-    import psutil
-
-    total = 0.0
-    for pid in pids:
-        try:
-            proc = psutil.Process(pid)
-            for p in [proc] + proc.children(recursive=True):
-                t = p.cpu_times()
-                total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
-
-
-def rss_bytes(pid: int) -> Optional[int]:
-    """Resident memory of a process and its children, or None when it is gone."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        return sum(p.memory_info().rss for p in [proc] + proc.children(recursive=True))
-    except psutil.Error:
-        return None
-
-
 def _own_cpu() -> float:
     t = os.times()
     return t.user + t.system
@@ -103,12 +79,6 @@ def _reaped_cpu() -> float:
 
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
-
-
-def mariadb_pids() -> list[int]:
-    import psutil
-
-    return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] in ("mariadbd", "mysqld")]
 
 
 def outbox_depth(path: Path) -> Optional[int]:
