@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Iterable, Optional
+from typing import Generic, Iterable, Optional, TypeVar
 
 import grpc
 
@@ -15,6 +15,7 @@ from cloud_svc.store.users import User, UserStore
 
 AUTH_HEADER = "authorization"
 SCHEME = "bearer "
+T = TypeVar("T")
 
 
 def bearer_token(metadata: Optional[Iterable[tuple[str, str]]]) -> str:
@@ -25,56 +26,80 @@ def bearer_token(metadata: Optional[Iterable[tuple[str, str]]]) -> str:
     return ""
 
 
+class TtlCache(Generic[T]):
+    """Token hash -> what it authenticated, each entry valid for `ttl_s` (0: nothing is kept); thread-safe and
+    bounded (cleared when it would grow past `max_entries`)."""
+
+    def __init__(self, ttl_s: float, max_entries: int):
+        self.ttl_s, self.max_entries = ttl_s, max_entries
+        self._entries: dict[str, tuple[T, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Optional[T]:
+        with self._lock:
+            hit = self._entries.get(key)
+        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
+
+    def put(self, key: str, value: T) -> None:
+        if self.ttl_s <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[key] = (value, time.monotonic() + self.ttl_s)
+
+    def keys(self) -> list[str]:
+        with self._lock:
+            return list(self._entries)
+
+    def renew(self, keys: Iterable[str], valid: dict[str, T]) -> None:
+        """Extend those of `keys` found in `valid` (with their current value) and drop the others."""
+        until = time.monotonic() + self.ttl_s
+        with self._lock:
+            for k in keys:
+                if k in valid:
+                    self._entries[k] = (valid[k], until)
+                else:
+                    self._entries.pop(k, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
 class TokenAuth:
     """Token -> device id. Positive answers are cached for `ttl_s`, so a revocation takes effect within it."""
 
     def __init__(self, devices: DeviceStore, ttl_s: float = 5.0):
         self.devices, self.ttl_s = devices, ttl_s
-        self._cache: dict[str, tuple[str, float]] = {}
-        self._lock = threading.Lock()
+        self._cache: TtlCache[str] = TtlCache(ttl_s, 100_000)
 
     def cached(self, token: str) -> Optional[str]:
         """The device of a token checked less than `ttl_s` ago, without touching the database; else None."""
-        hit = self._cache.get(hash_token(token)) if token else None
-        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
+        return self._cache.get(hash_token(token)) if token else None
 
     def authenticate(self, token: str) -> str:
         if not token:
             raise Unauthenticated("missing bearer token ('authorization: Bearer <token>' metadata)")
         key = hash_token(token)
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(key)
-        if hit is not None and hit[1] > now:
-            return hit[0]
-        device_id = self.devices.authenticate(token)  # raises Unauthenticated
-        if self.ttl_s > 0:
-            with self._lock:
-                if len(self._cache) > 100_000:
-                    self._cache.clear()
-                self._cache[key] = (device_id, now + self.ttl_s)
+        device_id = self._cache.get(key)
+        if device_id is None:
+            device_id = self.devices.authenticate(token)  # raises Unauthenticated
+            self._cache.put(key, device_id)
         return device_id
 
     def refresh(self) -> int:
         """Re-check every cached token in one query (the server calls this every ttl/2), so that streams never
         wait on the database for their per-batch check and revocations still take effect within `ttl_s`."""
-        with self._lock:
-            keys = list(self._cache)
+        keys = self._cache.keys()
         if not keys:
             return 0
         valid = self.devices.active_tokens(keys)
-        until = time.monotonic() + self.ttl_s
-        with self._lock:
-            for k in keys:
-                if k in valid:
-                    self._cache[k] = (valid[k], until)
-                else:
-                    self._cache.pop(k, None)
+        self._cache.renew(keys, valid)
         return len(keys) - len(valid)
 
     def forget(self) -> None:
-        with self._lock:
-            self._cache.clear()
+        self._cache.clear()
 
 
 class QueryAuth:
@@ -83,8 +108,7 @@ class QueryAuth:
 
     def __init__(self, users: UserStore, *, ttl_s: float = 5.0, open_query: bool = False):
         self.users, self.ttl_s, self.open = users, ttl_s, open_query
-        self._cache: dict[str, tuple[User, float]] = {}
-        self._lock = threading.Lock()
+        self._cache: TtlCache[User] = TtlCache(ttl_s, 10_000)
 
     def authenticate(self, metadata) -> Optional[User]:
         """The calling user; None when the API is open. Raises Unauthenticated."""
@@ -92,17 +116,10 @@ class QueryAuth:
             return None
         token = bearer_token(metadata)
         key = hash_token(token) if token else ""
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(key)
-        if hit is not None and hit[1] > now:
-            return hit[0]
-        user = self.users.authenticate(token)  # raises Unauthenticated
-        if self.ttl_s > 0:
-            with self._lock:
-                if len(self._cache) > 10_000:
-                    self._cache.clear()
-                self._cache[key] = (user, now + self.ttl_s)
+        user = self._cache.get(key)
+        if user is None:
+            user = self.users.authenticate(token)  # raises Unauthenticated
+            self._cache.put(key, user)
         return user
 
 
