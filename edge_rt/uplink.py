@@ -32,7 +32,7 @@ import grpc
 from edge_rt import records
 from edge_rt.config import CloudConfig, parse_addresses
 from edge_rt.errors import EdgeRtError
-from edge_rt.outbox import Outbox, Record
+from edge_rt.outbox import CLOUD, Outbox, Record
 from edgert.backoff import Backoff
 from edgert.channel import open_channel
 
@@ -103,7 +103,8 @@ class Failover:
 
 
 class Uplink:
-    """`start()` runs it in a thread, `stop()` ends it; `drained()` is True once the outbox is empty."""
+    """`start()` runs it in a thread, `stop()` ends it; `drained()` is True once the cloud has acked every record
+    the outbox holds (its consumer is `outbox.CLOUD`; other consumers may still hold rows it acked)."""
 
     def __init__(self, outbox: Outbox, target: str | Sequence[str], device_id: str, token: str, *,
                  heartbeat: Optional[Callable[[], dict]] = None, options: Optional[CloudConfig] = None,
@@ -157,7 +158,7 @@ class Uplink:
             self._thread.join(timeout)
 
     def drained(self) -> bool:
-        return self.outbox.stats()["depth"] == 0
+        return self.outbox.backlog(CLOUD) == 0
 
     def stats(self) -> dict:
         return {"connected": self.connected, "connects": self.connects, "retries": self.retries,
@@ -350,7 +351,7 @@ class Uplink:
 
     def _on_ack(self, seq: int, state: "_SessionState") -> None:
         if seq:
-            self.outbox.ack(seq)
+            self.outbox.ack(seq, CLOUD)
         with self._cv:
             self.acked_seq = max(self.acked_seq, seq)
             if not state.hello_acked:
