@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 APT_PACKAGES := build-essential libfftw3-dev libsndfile1 libportaudio2 gstreamer1.0-tools \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good espeak-ng sox chromium chromium-driver \
-	mariadb-server galera-4 rsync
+	mariadb-server galera-4 rsync mosquitto
 DB_URL ?= mysql+pymysql://root@127.0.0.1:3306/test
 
 .PHONY: setup sysdeps deps basemap protos ext models demo test soak bench mariadb galera galera-stop clean distclean
