@@ -23,6 +23,8 @@ EPILOG = textwrap.dedent("""\
       python -m edge_rt run --source mic: --cloud ingest-a:7443,ingest-b:7443 \\
           --device-id lamp-17 --token $TOKEN                     # two replicas: fails over between them
       python -m edge_rt run --source mic:hw:1,0 --backend tflite-fp16
+      python -m edge_rt run --source mic: --mqtt mqtt://user:pass@homeassistant.local:1883   # home, no cloud
+      python -m edge_rt run --source mic: --webhook https://hooks.example/edgert --webhook-secret $SECRET
       python -m edge_rt demo                                     # the golden signals through every backend
       python -m edge_rt evaluate streams:test ../shared/negatives --out eval/   # raw groups vs shipped detector
       python -m edge_rt calibrate                                # re-choose thresholds/fusion, write the YAML
@@ -66,6 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tls-ca", metavar="PEM", help="CA of the cloud's certificate; enables TLS (cloud.tls_ca)")
     r.add_argument("--tls-cert", metavar="PEM", help="this device's client certificate, for mTLS (cloud.tls_cert)")
     r.add_argument("--tls-key", metavar="PEM", help="this device's client key, for mTLS (cloud.tls_key)")
+    r.add_argument("--mqtt", metavar="URL",
+                   help="publish events, alerts, status and Home Assistant discovery to this broker: "
+                        "mqtt://[user:pass@]host[:port] or mqtts://... (config notify.mqtt.broker; with or without "
+                        "--cloud)")
+    r.add_argument("--mqtt-prefix", metavar="P", help="MQTT topic root, PREFIX/DEVICE/event... (default edgert; "
+                   "notify.mqtt.prefix)")
+    r.add_argument("--webhook", metavar="URL", help="POST each alert as signed JSON to this http(s) URL "
+                   "(notify.webhook.url)")
+    r.add_argument("--webhook-secret", metavar="S", help="HMAC key of the webhook's signature header "
+                   "(notify.webhook.secret; keep it off the command line with EDGE_RT__NOTIFY__WEBHOOK__SECRET)")
     r.add_argument("--spool", metavar="DIR", help="folder of the durable outbox (default ./spool)")
     r.add_argument("--lat", type=float)
     r.add_argument("--lon", type=float)
@@ -105,7 +117,9 @@ def _config(args):
         overrides.update({"device_id": args.device_id, "lat": args.lat, "lon": args.lon,
                           "runtime.metrics_port": args.metrics_port, "cloud.address": args.cloud,
                           "cloud.token": args.token, "cloud.tls": args.tls, "cloud.tls_ca": args.tls_ca,
-                          "cloud.tls_cert": args.tls_cert, "cloud.tls_key": args.tls_key})
+                          "cloud.tls_cert": args.tls_cert, "cloud.tls_key": args.tls_key,
+                          "notify.mqtt.broker": args.mqtt, "notify.mqtt.prefix": args.mqtt_prefix,
+                          "notify.webhook.url": args.webhook, "notify.webhook.secret": args.webhook_secret})
         if args.spool:
             overrides["outbox.path"] = str(Path(args.spool) / "outbox.db")
     return config.load(args.config, overrides)
@@ -131,9 +145,9 @@ def cmd_classify(args) -> int:
 
 
 def cmd_run(args) -> int:
-
+    from edge_rt import __version__
     from edge_rt.capture import open_source
-    from edge_rt.outbox import Outbox
+    from edge_rt.outbox import CLOUD, Outbox
     from edge_rt.pipeline import Pipeline
     from edge_rt.pushed import Push, PushedConfig
     from edgert.yamnet.head import Head
@@ -144,16 +158,37 @@ def cmd_run(args) -> int:
     source = open_source(args.source, realtime=args.realtime, loop=args.loop)
     be = _backend(cfg)
     outbox = Outbox(cfg.outbox.path, cfg.outbox.max_bytes, cfg.outbox.max_age_s)
+
+    def figures() -> dict:  # the heartbeat's figures: to the cloud, and in the MQTT status
+        return {**pipe.heartbeat(), **pushed.heartbeat()}
+
     uplink = None
     if cfg.cloud.address:
         from edge_rt.uplink import Uplink
 
-        uplink = Uplink(outbox, cfg.cloud.address, cfg.device_id, cfg.cloud.token or "",
-                        heartbeat=lambda: {**pipe.heartbeat(), **pushed.heartbeat()},
-                        on_config=lambda c: pushed.offer(Push.from_message(c)),
-                        options=cfg.cloud)
-    drained = (lambda: uplink.failed is not None or uplink.drained()) if uplink else None
-    pipe = Pipeline(cfg, source, be, outbox, head=Head.load_optional(cfg.runtime.model_dir), drained=drained)
+        uplink = Uplink(outbox, cfg.cloud.address, cfg.device_id, cfg.cloud.token or "", heartbeat=figures,
+                        on_config=lambda c: pushed.offer(Push.from_message(c)), options=cfg.cloud)
+    notifiers: list = []
+    if cfg.notify.mqtt.broker:
+        from edge_rt.notify import MqttNotifier
+
+        mqtt = MqttNotifier(outbox, cfg.notify.mqtt, cfg.device_id, figures=figures,
+                            all_labels=list(cfg.detector.labels), sw_version=f"edge_rt {__version__}")
+        notifiers.append(mqtt)
+        mqtt.connect()  # a refused login ends the run here, before capture starts; an absent broker does not
+    if cfg.notify.webhook.url:
+        from edge_rt.notify import WebhookNotifier
+
+        notifiers.append(WebhookNotifier(outbox, cfg.notify.webhook, cfg.device_id))
+    # this run's consumers: a row goes once all of them have it; one configured before but not now holds nothing
+    outbox.register(([CLOUD] if uplink else []) + [n.name for n in notifiers])
+    consumers = ([uplink] if uplink else []) + notifiers
+
+    def drained() -> bool:
+        return all(c.failed is not None or c.drained() for c in consumers)
+
+    pipe = Pipeline(cfg, source, be, outbox, head=Head.load_optional(cfg.runtime.model_dir),
+                    drained=drained if consumers else None)
     pushed.bind(pipe.retune)
 
     def _on_signal(signum, _frame):
@@ -162,13 +197,13 @@ def cmd_run(args) -> int:
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
-    if uplink is not None:
-        uplink.start()
+    for c in consumers:
+        c.start()
     try:
         s = pipe.run()
     finally:
-        if uplink is not None:
-            uplink.stop()
+        for c in consumers:
+            c.stop()
     st = outbox.stats()
     p50, p99 = s.latency_ms(50), s.latency_ms(99)
     lat = f", window->outbox p50 {p50:.1f} ms p99 {p99:.1f} ms" if p50 is not None else ""
@@ -179,7 +214,7 @@ def cmd_run(args) -> int:
     print(f"{s.audio_s:.1f} s of audio in {s.wall_s:.3f} s (RTF {s.rtf:.0f}x): {s.events} events, {s.alerts} alerts"
           f"{lat}; outbox {cfg.outbox.path}: {st['depth']} waiting, {st['dropped']} dropped"
           f"{f'; {s.loop_errors} loop errors' if s.loop_errors else ''}", file=sys.stderr)
-    outbox.close()
+    failed = []
     if uplink is not None:
         u = uplink.stats()
         where = u["cloud_address"]
@@ -187,10 +222,18 @@ def cmd_run(args) -> int:
             where += f" (of {', '.join(u['cloud_addresses'])}; {u['failovers']} failovers)"
         print(f"cloud {where}: acked up to seq {u['acked_seq']}, {u['connects']} connects, "
               f"{u['rejects']} rejected, {u['clip_rejects']} clips dropped", file=sys.stderr)
-        if uplink.failed is not None:
-            print(f"error: {uplink.failed}", file=sys.stderr)
-            return 2
-    return 0
+    for n in notifiers:
+        m = n.stats()
+        what = (f"mqtt {m['broker']}: {m['events']} event notes, {m['alerts']} alerts, {m['connections']} connects"
+                if n.name == "mqtt" else
+                f"webhook {m['url']}: {m['alerts']} alerts{'' if m['signed'] else ' (unsigned)'}")
+        print(f"{what}; acked up to seq {m['acked_seq']}, {m['backlog']} waiting", file=sys.stderr)
+    outbox.close()
+    for c in consumers:
+        if c.failed is not None:
+            print(f"error: {c.failed}", file=sys.stderr)
+            failed.append(c)
+    return 2 if failed else 0
 
 
 def _float_backend(args):

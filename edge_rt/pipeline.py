@@ -95,7 +95,7 @@ class Pipeline:
         `names` (the backend's class names) default to the built model's class map."""
         self.cfg, self.source, self.backend, self.outbox, self.head = cfg, source, backend, outbox, head
         self.backend_reason = backend_reason
-        self.drained = drained  # set when an uplink drains the outbox; finite runs wait for it
+        self.drained = drained  # set when consumers (uplink, MQTT, webhook) drain the outbox; finite runs wait for it
         self.names = list(names) if names is not None else class_names()
         self.detector = detector or Detector(cfg.detector, cfg.rules, self.names)
         self.front = front or frontend.StreamingFrontend()
@@ -198,7 +198,8 @@ class Pipeline:
         while not self.drained() and time.monotonic() < deadline:
             time.sleep(0.05)
         if not self.drained():
-            log.warning("cloud did not ack everything within %.0f s; %d records stay in the outbox for next time",
+            log.warning("the outbox's consumers (%s) did not take everything within %.0f s; %d records stay in the "
+                        "outbox for next time", ", ".join(self.outbox.consumers) or "none",
                         self.cfg.runtime.grace_s, self.outbox.stats()["depth"])
 
     # ----------------------------------------------------------------------------------------- the loop

@@ -15,6 +15,7 @@ from edgert import labels
 from edgert.backoff import Backoff
 from edgert.errors import SettingsError
 from edgert.labels import RuleConfig, ScoringConfig
+from edgert.notify.config import NotifyConfig
 from edgert.settings import Strict, load_layers, merge
 from edgert.yamnet import backends
 
@@ -157,6 +158,8 @@ class EdgeConfig(Strict):
     outbox: OutboxConfig = OutboxConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     cloud: CloudConfig = CloudConfig()
+    notify: NotifyConfig = Field(NotifyConfig(), description="MQTT (events, alerts, status, Home Assistant discovery) "
+                                                            "and the alert webhook, straight from the device")
 
     @model_validator(mode="after")
     def _backend_is_registered(self):
