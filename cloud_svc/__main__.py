@@ -35,6 +35,7 @@ EPILOG = textwrap.dedent("""\
       python -m cloud_svc verify --db mysql+pymysql://edge@db/edgert --verifier yamnet --workers 2
       python -m cloud_svc models fetch vggish
       python -m cloud_svc export-labels --db sqlite:///cloud.db --since 7d fleet-labels/
+      python -m cloud_svc mqtt --db sqlite:///cloud.db --broker mqtt://ha.local:1883 --username edgert
       python -m edge_rt calibrate --extra fleet-labels/          # (on a build machine) learn from the reviews
     """)
 
@@ -123,13 +124,57 @@ def cmd_serve(args) -> int:
         "db": args.db, "listen": args.listen, "clips": args.clips, "open_query": True if args.open_query else None,
         "verify.workers": args.verify_workers, "verify.verifier": args.verifier,
         "tls.cert": args.tls_cert, "tls.key": args.tls_key, "tls.client_ca": args.tls_client_ca,
-        "fleet.process": True if args.fleet_process else None, "fleet.enabled": False if args.no_fleet else None})
+        "fleet.process": True if args.fleet_process else None, "fleet.enabled": False if args.no_fleet else None,
+        "notify.mqtt.broker": args.mqtt})
     if not cfg.open_query:
         _require_query_user(cfg.db, migrate=not args.no_migrate)
     host = cfg.listen.rsplit(":", 1)[0]
     # The bound port on its own line, so that scripts that asked for port 0 can find it.
     serve_forever(cfg, migrate=not args.no_migrate, procs=args.procs,
                   on_started=lambda port: print(f"listening on {host}:{port}", flush=True))
+    return 0
+
+
+def cmd_mqtt(args) -> int:
+    import signal
+    import threading
+
+    from cloud_svc import config, notify
+    from cloud_svc.errors import ConfigError
+    from cloud_svc.store import Store
+
+    cfg = config.load(args.config, {
+        "db": args.db, "notify.mqtt.broker": args.broker, "notify.mqtt.prefix": args.prefix,
+        "notify.mqtt.username": args.username, "notify.mqtt.password": args.password,
+        "notify.mqtt.client_id": args.client_id, "notify.mqtt.tls_ca": args.tls_ca,
+        "notify.mqtt.tls_cert": args.tls_cert, "notify.mqtt.tls_key": args.tls_key,
+        "notify.mqtt.tls_insecure": True if args.tls_insecure else None, "notify.mqtt.link_base": args.link_base,
+        "notify.webhook.url": args.webhook, "notify.webhook.secret": args.webhook_secret})
+    if not notify.wanted(cfg):
+        raise ConfigError("nothing to publish to: give --broker mqtt://HOST[:PORT] (or notify.mqtt.broker in "
+                          "--config) and/or --webhook URL")
+    store = Store.open(cfg.db, stale_after_s=cfg.ingest.stale_after_s)
+    try:
+        if not args.no_migrate:
+            store.upgrade()
+        bridge = notify.build_bridge(cfg, store)
+        bridge.start()  # a refused login ends the command here, with one line naming the broker
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        print(f"bridging {store.engine.url.render_as_string()} to {bridge.describe()}", flush=True)
+        try:
+            while not stop.wait(1.0) and bridge.alive:
+                pass
+        except KeyboardInterrupt:
+            pass
+        bridge.stop()
+        print(f"stopped: {bridge.summary()}", flush=True)
+        failed = [r.failed for r in bridge.relays if r.failed]
+    finally:
+        store.close()
+    if failed and not stop.is_set():
+        print(f"error: {failed[0]}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -479,6 +524,33 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--no-fleet", action="store_true",
                        help="no fleet correlator here (run `python -m cloud_svc correlate` elsewhere)")
 
+    s.add_argument("--mqtt", metavar="URL", help="also run the MQTT bridge in this server: mqtt://[USER[:PASSWORD]@]HOST"
+                                                 "[:PORT] (notify.mqtt in --config for the rest)")
+
+    q = sub.add_parser("mqtt", help="publish stored events, alerts and device status to MQTT (Home Assistant "
+                                    "discovery), and alerts to a webhook", epilog=EPILOG, formatter_class=fmt,
+                       description="A bridge from the database to an MQTT broker: PREFIX/DEVICE/event (a note at "
+                       "each event's start and end), PREFIX/DEVICE/alert, PREFIX/fleet/alert, PREFIX/DEVICE/status "
+                       "(retained: online/offline, RTF, backlog) and Home Assistant discovery under homeassistant/. "
+                       "QoS 1; it resumes from a cursor stored in the database after a broker outage or a restart. "
+                       "Run one bridge per database and prefix. The broker password may also come from "
+                       "$CLOUD_SVC__NOTIFY__MQTT__PASSWORD.")
+    q.add_argument("--db", required=True, help="the server's database URL")
+    q.add_argument("--broker", help="mqtt://[USER[:PASSWORD]@]HOST[:PORT] or mqtts://...")
+    q.add_argument("--prefix", help="topic root (default edgert)")
+    q.add_argument("--username")
+    q.add_argument("--password", help="(or $CLOUD_SVC__NOTIFY__MQTT__PASSWORD, which keeps it out of ps)")
+    q.add_argument("--client-id", help="MQTT client id (default edgert-bridge-PREFIX)")
+    q.add_argument("--tls-ca", help="PEM CA of the broker's certificate (enables TLS)")
+    q.add_argument("--tls-cert", help="PEM client certificate")
+    q.add_argument("--tls-key", help="PEM client key")
+    q.add_argument("--tls-insecure", action="store_true", help="do not check the broker's host name")
+    q.add_argument("--link-base", help="the dashboard's URL: an end note's clip.url is LINK_BASE/event/PK")
+    q.add_argument("--webhook", metavar="URL", help="POST every alert here as JSON")
+    q.add_argument("--webhook-secret", help="HMAC-SHA256 key of the X-Edgert-Signature header")
+    q.add_argument("--config", help="YAML file of CloudConfig keys (notify.mqtt, notify.webhook, ingest.stale_after_s)")
+    q.add_argument("--no-migrate", action="store_true", help="do not run migrations on start")
+
     f = sub.add_parser("correlate", help="run the fleet correlator on its own (one leader at a time per database)")
     f.add_argument("--db", required=True)
     f.add_argument("--config")
@@ -565,9 +637,9 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-COMMANDS = {"correlate": cmd_correlate, "serve": cmd_serve, "users": cmd_users, "db": cmd_db, "devices": cmd_devices,
-            "events": cmd_events, "alerts": cmd_alerts, "agreement": cmd_agreement, "clip": cmd_clip,
-            "verify": cmd_verify, "models": cmd_models, "export-labels": cmd_export_labels}
+COMMANDS = {"correlate": cmd_correlate, "serve": cmd_serve, "mqtt": cmd_mqtt, "users": cmd_users, "db": cmd_db,
+            "devices": cmd_devices, "events": cmd_events, "alerts": cmd_alerts, "agreement": cmd_agreement,
+            "clip": cmd_clip, "verify": cmd_verify, "models": cmd_models, "export-labels": cmd_export_labels}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 
 from cloud_svc.errors import ConfigError
 from edgert import labels
+from edgert.notify.config import NotifyConfig
 from edgert.settings import Strict, load_layers
 
 ENV_PREFIX = "CLOUD_SVC__"
@@ -117,6 +118,8 @@ class CloudConfig(Strict):
     verify: VerifyConfig = VerifyConfig()
     fleet: FleetConfig = FleetConfig()
     tls: TlsConfig = TlsConfig()
+    notify: NotifyConfig = Field(NotifyConfig(), description=(
+        "MQTT (with Home Assistant discovery) and webhook notifications of the bridge (`mqtt`, `serve --mqtt`)"))
 
     @model_validator(mode="after")
     def _open_query_on_loopback_only(self):

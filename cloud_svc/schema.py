@@ -77,6 +77,7 @@ event_ends = sa.Table(
     sa.Column("clip_dropped", sa.String(128), nullable=True),
     sa.Column("created_ns", sa.BigInteger, nullable=False),
     sa.Column("received_ns", sa.BigInteger, nullable=False),
+    sa.Index(None, "received_ns"),  # the notification bridge reads new ends by it (migration 0004)
     **MYSQL,
 )
 

@@ -18,6 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from cloud_svc import notify
 from cloud_svc.auth import QueryAuth, QueryAuthInterceptor, TokenAuth
 from cloud_svc.clipstore import open_store
 from cloud_svc.config import CloudConfig, IngestConfig
@@ -26,6 +27,7 @@ from cloud_svc.errors import ConfigError
 from cloud_svc.ingest import Committer
 from cloud_svc.store import Store
 from cloud_svc.workers import Correlator, CorrelatorProcess, VerifyWorker, Worker
+from edgert.notify.config import NotifyConfig
 
 log = logging.getLogger("cloud_svc.server")
 
@@ -112,6 +114,8 @@ class CloudApp:
                 verifier = verify.load(cfg.verify.verifier)
             self.workers += [VerifyWorker(self.store.jobs, self.clips, verifier, cfg.verify, i)
                              for i in range(cfg.verify.workers)]
+        if notify.wanted(cfg):  # the MQTT / webhook bridge; start() fails at once on a refused broker login
+            self.workers.append(notify.build_bridge(cfg, self.store))
         self.server: Optional[grpc.aio.Server] = None
         self.port = 0
         self._refresher: Optional[asyncio.Task] = None
@@ -254,7 +258,12 @@ def serve_forever(cfg: CloudConfig, *, migrate: bool = True, procs: int = 1,
         placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         placeholder.bind(addr)
         port = str(placeholder.getsockname()[1])
-    child_cfg = cfg.model_copy(update={"listen": f"{host}:{port}"}).model_dump()
+    # one bridge for all the processes (each would publish every event): it runs here, in the parent
+    child_cfg = cfg.model_copy(update={"listen": f"{host}:{port}", "notify": NotifyConfig()}).model_dump()
+    bridge_store = bridge = None
+    if notify.wanted(cfg):
+        bridge_store = Store(make_engine(cfg.db), stale_after_s=cfg.ingest.stale_after_s)
+        bridge = notify.build_bridge(cfg, bridge_store).start()
     ctx = multiprocessing.get_context("spawn")
     ready = ctx.Queue()
     children = [ctx.Process(target=_child, args=(child_cfg, ready), name=f"cloud_svc-{i}") for i in range(procs)]
@@ -290,3 +299,7 @@ def serve_forever(cfg: CloudConfig, *, migrate: bool = True, procs: int = 1,
         forward(signal.SIGTERM, None)
         for c in children:
             c.join(30)
+        if bridge is not None:
+            bridge.stop()
+        if bridge_store is not None:
+            bridge_store.close()

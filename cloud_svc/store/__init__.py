@@ -2,8 +2,9 @@
 
 Callers use the part they need: `store.devices` (registry, tokens), `store.ingest` (the committer's writes),
 `store.queries` (read models), `store.reviews` (people's decisions on events), `store.users` (Query
-credentials), `store.jobs` (verification claims) and `store.fleet` (the correlator's storage, kept beside its
-algorithm in cloud_svc.fleet). The schema belongs to cloud_svc/migrations.
+credentials), `store.jobs` (verification claims), `store.fleet` (the correlator's storage, kept beside its
+algorithm in cloud_svc.fleet) and `store.outbound` (what the notification bridge reads, and its cursors). The
+schema belongs to cloud_svc/migrations.
 """
 from __future__ import annotations
 
@@ -19,11 +20,13 @@ from cloud_svc.store.base import Database
 from cloud_svc.store.devices import DeviceStore
 from cloud_svc.store.ingest import IngestStore
 from cloud_svc.store.jobs import JobStore
+from cloud_svc.store.outbound import OutboundStore
 from cloud_svc.store.queries import QueryStore
 from cloud_svc.store.reviews import ReviewStore
 from cloud_svc.store.users import UserStore
 
-__all__ = ["DeviceStore", "IngestStore", "JobStore", "QueryStore", "ReviewStore", "Store", "UserStore"]
+__all__ = ["DeviceStore", "IngestStore", "JobStore", "OutboundStore", "QueryStore", "ReviewStore", "Store",
+           "UserStore"]
 
 
 def _taxonomy_labels() -> list[str]:
@@ -49,6 +52,7 @@ class Store:
         self.jobs = JobStore(self.db)
         self.users = UserStore(self.db)
         self.fleet = FleetStore(self.db)
+        self.outbound = OutboundStore(self.db)
 
     @classmethod
     def open(cls, url: str, **kw) -> "Store":

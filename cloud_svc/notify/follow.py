@@ -1,0 +1,121 @@
+"""Following one kind of stored row (event starts, event ends, alerts) for one transport, with a cursor in the
+database, so that every row is sent at least once across broker outages and bridge restarts.
+
+Rows are keyed in the order the store reads them: events and alerts by id, ends by (received_ns, event pk).
+Transactions commit in any order (MySQL runs several committers, and the fleet correlator writes alerts beside
+them), so a row may become visible after rows with larger keys were sent. The follower therefore
+
+- sends every row it reads that it has not sent yet, at once (no delay for the common case);
+- remembers the keys it sent above the stored cursor;
+- moves the cursor over a row only once it was sent and nothing can still appear below it: for ids, when the
+  row's id follows the cursor's directly (no gap), or when the row was stored more than `settle_s` ago (a
+  transaction that took a smaller id has committed by then, or never will: rolled back, or an INSERT IGNORE
+  that burnt the id); for ends, whose keys are times, only after `settle_s`, and only over whole groups of one
+  commit time.
+
+After a restart the follower starts from the stored cursor, so what it had sent above it (at most the last
+settle_s of rows, and only behind a gap for ids) goes out once more: at-least-once, with the notes' stable
+delivery ids for the receiver to drop repeats.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence, Union
+
+from cloud_svc.store.outbound import OutboundStore
+from edgert.notify.payloads import AlertNote, EventNote
+
+log = logging.getLogger("cloud_svc.notify")
+
+Note = Union[EventNote, AlertNote]
+
+
+@dataclass(frozen=True)
+class Item:
+    key: tuple[int, int]     # the read order; key[0] is the cursor position this row stands at
+    stored_ns: int           # when the row was stored (its transaction's commit time, give or take the commit)
+    note: Note
+
+    @property
+    def pos(self) -> int:
+        return self.key[0]
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A kind of row: how to read it after a position, where a new follower starts, and whether positions are
+    ids (a position directly after the cursor's proves that nothing is missing below it)."""
+    name: str
+    read: Callable[[OutboundStore, int, int], list[Item]]   # (store, after position, limit) -> items in key order
+    start: Callable[[OutboundStore], int]                   # position a follower seen for the first time starts at
+    ids: bool
+
+
+class Follower:
+    """One stream for one transport: `pending()` reads what is to be sent, `sent()` records what was, and
+    `advance()` moves the stored cursor as far as is safe."""
+
+    def __init__(self, store: OutboundStore, stream: Stream, cursor_name: str, *, settle_s: float, batch: int):
+        self.store = store
+        self.stream = stream
+        self.cursor_name = cursor_name
+        self.settle_ns = int(settle_s * 1e9)
+        self.batch = batch
+        self.cursor: Optional[int] = None   # read from the database at the first pending()
+        self._sent: set[tuple[int, int]] = set()
+        self._read: list[Item] = []
+        self._limit = batch
+        self.count = 0                      # notes sent by this follower
+
+    def pending(self) -> list[Item]:
+        """The rows after the cursor not sent yet, in key order (at most `batch` of them beyond those sent)."""
+        if self.cursor is None:
+            self.cursor = self.store.cursor(self.cursor_name, self.stream.start(self.store))
+            log.info("%s: following from %d", self.cursor_name, self.cursor)
+        self._limit = self.batch + len(self._sent)
+        self._read = self.stream.read(self.store, self.cursor, self._limit)
+        return [it for it in self._read if it.key not in self._sent]
+
+    @property
+    def full(self) -> bool:
+        """The last read hit its limit: there is more to read right away."""
+        return len(self._read) >= self._limit
+
+    def sent(self, items: Sequence[Item]) -> None:
+        self._sent.update(it.key for it in items)
+        self.count += len(items)
+
+    def advance(self, now_ns: Optional[int] = None) -> bool:
+        """Moves the stored cursor over the sent rows of the last read that nothing can still appear below;
+        True when it moved."""
+        if self.cursor is None:
+            return False
+        settled = (time.time_ns() if now_ns is None else now_ns) - self.settle_ns
+        pos = self.cursor
+        items = self._read
+        for i, it in enumerate(items):
+            if it.key not in self._sent:
+                break
+            if self.stream.ids and it.pos == pos + 1:
+                pos = it.pos
+                continue
+            if it.stored_ns > settled:
+                break
+            if self.stream.ids:
+                pos = it.pos
+                continue
+            # a time position is done once every row stored at that time was read and sent
+            nxt = items[i + 1] if i + 1 < len(items) else None
+            if nxt is not None and nxt.pos == it.pos:
+                continue
+            if nxt is None and self.full:
+                break
+            pos = it.pos
+        if pos == self.cursor:
+            return False
+        self.store.set_cursor(self.cursor_name, pos)
+        self.cursor = pos
+        self._sent = {k for k in self._sent if k[0] > pos}
+        return True
