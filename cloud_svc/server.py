@@ -114,13 +114,17 @@ class CloudApp:
                 verifier = verify.load(cfg.verify.verifier)
             self.workers += [VerifyWorker(self.store.jobs, self.clips, verifier, cfg.verify, i)
                              for i in range(cfg.verify.workers)]
-        if notify.wanted(cfg):  # the MQTT / webhook bridge; start() fails at once on a refused broker login
-            self.workers.append(notify.build_bridge(cfg, self.store))
+        self.bridge: Optional[notify.Bridge] = None
+        if notify.wanted(cfg):  # the MQTT / webhook bridge, started and stopped with the other workers
+            self.bridge = notify.build_bridge(cfg, self.store)
+            self.workers.append(self.bridge)
         self.server: Optional[grpc.aio.Server] = None
         self.port = 0
         self._refresher: Optional[asyncio.Task] = None
 
     async def start(self) -> int:
+        if self.bridge is not None:  # a refused broker login ends the server here, before it takes any record
+            await asyncio.to_thread(self.bridge.open)
         self.bus.bind(asyncio.get_running_loop())
         self.committer.start()
         self.server, self.port = create_server(self.cfg.listen, self)

@@ -34,17 +34,19 @@ def _answers(port: int) -> bool:
 
 
 class Mosquitto:
-    """`mosquitto -c WORKDIR/mosquitto.conf` as a child process: loopback only, no persistence (a restart forgets
-    retained messages and sessions, like a broker that lost its disk), its log in WORKDIR/mosquitto.log.
-    `users` {name: password}: a password file, and anonymous clients refused."""
+    """`mosquitto -c WORKDIR/mosquitto.conf` as a child process: loopback only, no persistence unless asked (a
+    restart forgets retained messages and sessions, like a broker that lost its disk), its log in
+    WORKDIR/mosquitto.log. `users` {name: password}: a password file, and anonymous clients refused."""
 
-    def __init__(self, workdir: Path, *, port: Optional[int] = None, users: Optional[dict[str, str]] = None):
+    def __init__(self, workdir: Path, *, port: Optional[int] = None, users: Optional[dict[str, str]] = None,
+                 persistence: bool = False):
         if not os.access(MOSQUITTO, os.X_OK):
             pytest.skip(f"{MOSQUITTO} is not installed (`make sysdeps` installs mosquitto)")
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.users = dict(users or {})
+        self.persistence = persistence
         self.log_path = self.workdir / "mosquitto.log"
         self.proc: Optional[subprocess.Popen] = None
         self._write_config()
@@ -54,7 +56,10 @@ class Mosquitto:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def _write_config(self) -> None:
-        lines = [f"listener {self.port} 127.0.0.1", "persistence false", f"log_dest file {self.log_path}",
+        # persistence: sessions and queued QoS 1 messages of clean_session=False clients survive a restart
+        persist = ["persistence true", f"persistence_location {self.workdir}/"] if self.persistence else \
+            ["persistence false"]
+        lines = [f"listener {self.port} 127.0.0.1", *persist, f"log_dest file {self.log_path}",
                  "log_type error", "log_type warning", "log_type notice", "log_type information",
                  "connection_messages true"]
         if os.geteuid() == 0:
@@ -122,10 +127,13 @@ class Mosquitto:
 
 class Collector:
     """A paho subscriber at QoS 1 recording (topic, payload, retain) in arrival order. It reconnects and
-    subscribes again after the broker comes back, so a test can restart the broker under it."""
+    subscribes again after the broker comes back, so a test can restart the broker under it. With
+    `client_id` and clean_session=False on a broker with persistence, what was published while it was away
+    (the broker restarting) is delivered when it is back."""
 
     def __init__(self, url: str, topics: Sequence[str], *, username: Optional[str] = None,
-                 password: Optional[str] = None, timeout_s: float = 10.0):
+                 password: Optional[str] = None, timeout_s: float = 10.0, client_id: Optional[str] = None,
+                 clean_session: bool = True):
         import paho.mqtt.client as paho
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -134,8 +142,9 @@ class Collector:
         self.messages: list[tuple[str, bytes, bool]] = []
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"collector-{os.getpid()}-{id(self):x}",
-                                  protocol=paho.MQTTv311, clean_session=True)
+        self.client = paho.Client(CallbackAPIVersion.VERSION2,
+                                  client_id=client_id or f"collector-{os.getpid()}-{id(self):x}",
+                                  protocol=paho.MQTTv311, clean_session=clean_session)
         if username is not None:
             self.client.username_pw_set(username, password)
         self.client.reconnect_delay_set(0.1, 1)

@@ -28,6 +28,7 @@ STATUS_READ_S = 1.0     # device states are read this often (offline is noticed 
 # Rows may become visible this long after they were stored (commits finish out of order); the same look-back as
 # the Query API's Subscribe.
 LATE_COMMIT_S = 10.0
+STOP_TIMEOUT_S = 15.0   # a stopping relay may take this long: its last step and the settling of its cursors
 READ_ORDER = (ENDS, ALERTS, EVENTS)
 SEND_ORDER = (EVENTS, ENDS, ALERTS)
 
@@ -64,12 +65,14 @@ class Relay:
         self.followers = {name: Follower(store, kinds[name], f"{transport.cursor_prefix}:{name}",
                                          settle_s=settle_s, batch=batch)
                           for name in READ_ORDER if name in transport.streams}
+        self.settle_s = settle_s
         self.failed: Optional[str] = None   # why the destination refused us for good
         self.errors = 0
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._last_status_ns = 0
         self._problem = ""
+        self._drain_until = float("inf")
 
     @property
     def sent(self) -> dict[str, int]:
@@ -122,6 +125,18 @@ class Relay:
                 self.errors += 1
                 log.exception("%s: step failed", self.transport.describe())
                 idle = self.poll_s
+        self._drain()
+
+    def _drain(self) -> None:
+        """On a clean stop, keeps stepping until the cursors are past everything sent (at most settle_s, and
+        within the time stop() allows), so that a restart sends nothing twice."""
+        until = min(time.monotonic() + self.settle_s + 2 * self.poll_s, self._drain_until)
+        while any(f.unsettled for f in self.followers.values()) and time.monotonic() < until:
+            try:
+                self.step()
+            except (NotifyError, StorageUnavailable):
+                return  # what is unsettled goes out once more after the restart
+            time.sleep(self.poll_s)
 
     def is_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -131,10 +146,18 @@ class Relay:
         self._thread.start()
         return self
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def request_stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Asks the loop to end after its current step and a drain of at most `timeout` - 1 s."""
+        self._drain_until = time.monotonic() + max(0.0, timeout - 1.0)
         self._stop.set()
+
+    def join(self, timeout: float = STOP_TIMEOUT_S) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        self.request_stop(timeout)
+        self.join(timeout)
 
 
 class Bridge:
@@ -148,7 +171,7 @@ class Bridge:
         self.relays = [Relay(t, store, stale_after_s=stale_after_s, link_base=link_base, poll_s=poll_s,
                              settle_s=settle_s) for t in transports]
         self._stopped = threading.Event()
-        self._started = False
+        self._opened = self._started = False
 
     def describe(self) -> str:
         return ", ".join(r.transport.describe() for r in self.relays)
@@ -158,7 +181,11 @@ class Bridge:
         """Some relay still runs (each stops only when stopped, or when its destination refuses the bridge)."""
         return any(r.is_alive() for r in self.relays)
 
-    def start(self) -> "Bridge":
+    def open(self) -> None:
+        """Connects every transport: a refused login raises NotifyError (and closes the others), so a server can
+        fail before it serves; an unreachable broker does not (the transport keeps trying)."""
+        if self._opened:
+            return
         opened: list[Transport] = []
         try:
             for r in self.relays:
@@ -168,6 +195,10 @@ class Bridge:
             for t in opened:
                 t.close()
             raise
+        self._opened = True
+
+    def start(self) -> "Bridge":
+        self.open()
         for r in self.relays:
             r.start()
         self._started = True
@@ -178,13 +209,15 @@ class Bridge:
             self.start()
         self._stopped.wait()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """Stops the relays (each after its current step) and closes the transports: the bridge says it is
         offline and disconnects cleanly. Safe to call more than once."""
         if self._stopped.is_set():
             return
+        for r in self.relays:  # all at once: each waits for its own cursors to settle
+            r.request_stop(timeout)
         for r in self.relays:
-            r.stop(timeout)
+            r.join(timeout)
         for r in self.relays:
             try:
                 r.transport.close()

@@ -13,9 +13,10 @@ them), so a row may become visible after rows with larger keys were sent. The fo
   that burnt the id); for ends, whose keys are times, only after `settle_s`, and only over whole groups of one
   commit time.
 
-After a restart the follower starts from the stored cursor, so what it had sent above it (at most the last
-settle_s of rows, and only behind a gap for ids) goes out once more: at-least-once, with the notes' stable
-delivery ids for the receiver to drop repeats.
+A relay that is stopped cleanly keeps stepping until its cursors are past everything it sent (at most settle_s),
+so a restart repeats nothing. After a crash the follower starts from the stored cursor, and what it had sent
+above it (at most the last settle_s of rows, and for ids only rows behind a gap) goes out once more:
+at-least-once, with the notes' stable delivery ids for the receiver to drop repeats.
 """
 from __future__ import annotations
 
@@ -82,6 +83,11 @@ class Follower:
     def full(self) -> bool:
         """The last read hit its limit: there is more to read right away."""
         return len(self._read) >= self._limit
+
+    @property
+    def unsettled(self) -> int:
+        """Rows sent but not yet behind the stored cursor: what a restart now would send again."""
+        return len(self._sent)
 
     def sent(self, items: Sequence[Item]) -> None:
         self._sent.update(it.key for it in items)

@@ -177,6 +177,26 @@ def test_a_relay_sends_starts_before_ends_and_alerts_with_the_stored_details(sto
     assert len(t.notes) == 3                                   # nothing twice
 
 
+def test_a_cleanly_stopped_bridge_waits_for_its_cursors_so_a_restart_repeats_nothing(store):
+    store.devices.add_device("d1")
+    first = Recording()
+    bridge = Bridge(store.outbound, [first], stale_after_s=60, poll_s=0.05, settle_s=1.0).start()
+    time.sleep(0.3)
+    eids = [uuid.uuid4().hex for _ in range(3)]
+    store.ingest.commit([BatchIn("d1", 1, [rec(2 * i + 1, "event", start(x)) for i, x in enumerate(eids)]
+                                 + [rec(2 * i + 2, "event_end", end(x)) for i, x in enumerate(eids)])])
+    deadline = time.monotonic() + 5
+    while len(first.notes) < 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    bridge.stop()                                              # the ends are younger than settle_s here
+    assert len(first.notes) == 6 and 0.3 < time.monotonic() - t0 < 5
+    again = Recording()
+    relay = Relay(again, store.outbound, stale_after_s=60, settle_s=1.0)
+    relay.step()
+    assert again.notes == []
+
+
 def test_transport_kinds_are_found_by_key():
     kinds = transport_kinds()
     assert kinds["mqtt"] is MqttTransport and kinds["webhook"] is WebhookTransport
@@ -192,21 +212,22 @@ def broker(tmp_path):
 def mqtt_bridge(store, broker, **kw) -> Bridge:
     cfg = MqttConfig(broker=broker.url, retry_initial_s=0.1, retry_max_s=0.5, status_s=60,
                      link_base="http://dash:8050")
-    return Bridge(store.outbound, [MqttTransport(cfg, all_labels=ALL_LABELS)], poll_s=0.1, **kw)
+    return Bridge(store.outbound, [MqttTransport(cfg, all_labels=ALL_LABELS)], poll_s=0.1, settle_s=1.0, **kw)
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_notes_status_and_discovery_arrive_on_their_topics(store, broker):
     store.devices.add_device("d1")
     with Collector(broker.url, ["edgert/#", "homeassistant/#"]) as c:
-        bridge = mqtt_bridge(store, broker, stale_after_s=1.0).start()
+        # stale after 2 s: longer than the bridge's 1 s between device reads, so "online" is seen once for sure
+        bridge = mqtt_bridge(store, broker, stale_after_s=2.0).start()
         try:
             c.wait_for(lambda m: any(t == "edgert/d1/status" for t, _, _ in m))
             eid = uuid.uuid4().hex
             store.ingest.commit([BatchIn("d1", 1, [rec(1, "event", start(eid)), rec(2, "event_end", end(eid))])],
                                 [HeartbeatIn("d1", time.time_ns(), 2, 0, {"rtf": 0.1})])
             c.wait_for(lambda m: len([1 for t, _, _ in m if t == "edgert/d1/event"]) == 2)
-            # 1 s without a heartbeat: offline
+            # 2 s without a heartbeat: offline
             c.wait_for(lambda m: [json.loads(p)["state"] for t, p, _ in m if t == "edgert/d1/status"]
                        == ["offline", "online", "offline"], timeout=5)
         finally:
