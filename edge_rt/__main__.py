@@ -41,6 +41,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="inference threads (default 1)")
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m edge_rt", description="Edge acoustic event detection with YAMNet.",
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an audio file, or a folder: its audio files by name (other files are skipped with a "
                         "warning). Exit status 1 when any file could not be classified, or only in part")
     c.add_argument("--json", action="store_true", help="one JSON object per input file on stdout")
+    c.add_argument("--jobs", type=_positive, default=1, metavar="N",
+                   help="spread the files over N processes, each with its own model on one thread (default 1); "
+                        "the output is the same, in the same order")
+    c.add_argument("--batch", type=_positive, default=None, metavar="W",
+                   help="windows the model scores per call, across short files (default: a head group, 16); 1 is "
+                        "the reference path, one window per call, that every batch size matches byte for byte")
     _common(c)
     r = sub.add_parser("run", help="run in real time from a source into the outbox (and the cloud)", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -132,7 +145,7 @@ def _backend(cfg):
 
 
 def cmd_classify(args) -> int:
-    from edge_rt.classify import classify_files
+    from edge_rt.classify import BATCH_WINDOWS, classify_files
     from edgert.yamnet.classmap import class_names
     from edgert.yamnet.head import Head
 
@@ -140,7 +153,7 @@ def cmd_classify(args) -> int:
     be = _backend(cfg)
     model_dir = cfg.runtime.model_dir
     failures = classify_files(args.paths, cfg, be, class_names(model_dir), Head.load_optional(model_dir),
-                              as_json=args.json)
+                              as_json=args.json, batch=args.batch or BATCH_WINDOWS, jobs=args.jobs)
     return 1 if failures else 0
 
 
