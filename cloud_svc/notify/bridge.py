@@ -142,6 +142,11 @@ class Relay:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> "Relay":
+        try:  # where following begins is fixed now, not at the thread's first step
+            for f in self.followers.values():
+                f.begin()
+        except StorageUnavailable as exc:
+            log.warning("%s: %s; the cursors are read once the database answers", self.transport.describe(), exc)
         self._thread = threading.Thread(target=self.run, name=f"notify-{self.transport.KEY}", daemon=True)
         self._thread.start()
         return self

@@ -70,13 +70,18 @@ class Follower:
         self._limit = batch
         self.count = 0                      # notes sent by this follower
 
-    def pending(self) -> list[Item]:
-        """The rows after the cursor not sent yet, in key order (at most `batch` of them beyond those sent)."""
+    def begin(self) -> int:
+        """The cursor: the stored one, or one started at the stream's head (what is stored from now on is sent)."""
         if self.cursor is None:
             self.cursor = self.store.cursor(self.cursor_name, self.stream.start(self.store))
             log.info("%s: following from %d", self.cursor_name, self.cursor)
+        return self.cursor
+
+    def pending(self) -> list[Item]:
+        """The rows after the cursor not sent yet, in key order (at most `batch` of them beyond those sent)."""
+        cursor = self.begin()
         self._limit = self.batch + len(self._sent)
-        self._read = self.stream.read(self.store, self.cursor, self._limit)
+        self._read = self.stream.read(self.store, cursor, self._limit)
         return [it for it in self._read if it.key not in self._sent]
 
     @property

@@ -170,7 +170,8 @@ def test_a_relay_sends_starts_before_ends_and_alerts_with_the_stored_details(sto
     s, e, a = t.notes
     assert (s.pk, s.seq, s.label, s.classes[0][0], s.verification) == (e.pk, 1, "glass_break", "Glass", "pending")
     assert (e.seq, e.end_ns, e.score, e.classes[0][0]) == (2, 10**18 + 700_000_000, 0.9, "Shatter")
-    assert (a.kind, a.device_id, a.seq, a.event_ids, a.alert_id) == ("device", "d1", 3, (eid,), 1)
+    assert (a.kind, a.device_id, a.seq, a.event_ids) == ("device", "d1", 3, (eid,))
+    assert a.alert_id == store.queries.list_alerts()[0].id     # MariaDB's ids go on after a wipe
     status = t.status[-1][0]
     assert (status.device_id, status.online, status.rtf, status.backlog) == ("d1", True, 0.07, 4)
     relay.step()
