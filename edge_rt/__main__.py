@@ -224,7 +224,8 @@ def cmd_run(args) -> int:
 
     peak = peak_rss_bytes()
     lat += f", peak RSS {peak / 2**20:.1f} MB" if peak else ""
-    print(f"{s.audio_s:.1f} s of audio in {s.wall_s:.3f} s (RTF {s.rtf:.0f}x): {s.events} events, {s.alerts} alerts"
+    print(f"{s.audio_s:.1f} s of audio in {s.wall_s:.3f} s (RTF {s.rtf:.0f}x, model {s.model_s:.3f} s): "
+          f"{s.events} events, {s.alerts} alerts"
           f"{lat}; outbox {cfg.outbox.path}: {st['depth']} waiting, {st['dropped']} dropped"
           f"{f'; {s.loop_errors} loop errors' if s.loop_errors else ''}", file=sys.stderr)
     failed = []

@@ -9,6 +9,7 @@ from typing import Optional
 import numpy as np
 
 from edge_rt.detector import Window
+from edgert.labels import LabelScorer
 from edgert.yamnet.analysis import BackgroundLevel, analyse_clip, head_probs, window_levels
 from edgert.yamnet.backends import Backend
 from edgert.yamnet.head import Head
@@ -16,13 +17,18 @@ from edgert.yamnet.params import PARAMS
 
 
 def windows(patches: np.ndarray, scores: np.ndarray, embeddings: np.ndarray, levels: list[float],
-            first_index: int, head: Optional[Head], background: BackgroundLevel) -> list[Window]:
+            first_index: int, head: Optional[Head], background: BackgroundLevel,
+            scorer: Optional[LabelScorer] = None) -> list[Window]:
     """Wrap a batch: patches float32[N,96,64], scores [N,521], embeddings [N,1024], levels N dBFS values.
 
-    `background` carries the running level across batches of one stream (a new stream needs a new one)."""
+    `background` carries the running level across batches of one stream (a new stream needs a new one). With
+    the detector's `scorer`, the windows carry their float32[L] label scores, scored for the batch at once (a
+    row's scores do not depend on the rows beside it)."""
     probs = head_probs(head, scores, embeddings, background.relative(levels))
+    labels = scorer(scores, probs) if scorer is not None and len(patches) else None  # float32[N,L]
     return [Window(start_s=(first_index + i) * PARAMS.patch_hop_seconds, scores=scores[i], patch=patches[i],
-                   dbfs=levels[i], embedding=embeddings[i], head=probs[i])
+                   dbfs=levels[i], embedding=embeddings[i], head=probs[i],
+                   labels=None if labels is None else labels[i])
             for i in range(len(patches))]
 
 

@@ -221,6 +221,7 @@ class Detector:
                     ev = t.active = Event(t.label, onset_s(hits[0]), 0.0)
                     for x in hits:
                         self._absorb(ev, x, float(self.label_scores(x)[t.pos]))
+                    ev.classes = self._classes(ev)
                     t.recent.clear()
                     t.misses = 0
                     out.started.append(ev)
@@ -253,11 +254,17 @@ class Detector:
         if w.embedding is not None:
             ev._emb_sum = w.embedding.astype(np.float64) if ev._emb_sum is None else ev._emb_sum + w.embedding
             ev._emb_n += 1
-        ev.classes = top_classes(ev._score_sum / ev.hits, self.names, self.cfg.top_k)
+
+    def _classes(self, ev: Event) -> list[tuple[str, float]]:
+        """The event's top classes over its hits so far: set when it starts and when it ends, the two records
+        that carry them, not at every hit."""
+        assert ev._score_sum is not None
+        return top_classes(ev._score_sum / ev.hits, self.names, self.cfg.top_k)
 
     def _close(self, t: _LabelTrack) -> Event:
         ev = t.active
         assert ev is not None and ev.last_hit is not None
+        ev.classes = self._classes(ev)
         ev.end_s = max(ev.start_s + FRAME_S, offset_s(ev.last_hit))
         t.active = None
         t.misses = 0

@@ -1,12 +1,19 @@
-"""The real-time loop: capture thread -> ring buffer -> streaming front end -> backend -> detector -> outbox."""
+"""The real-time loop: capture thread -> ring buffer -> streaming front end -> backend -> detector -> outbox.
+
+The loop does only what the model cannot do without: it reads the ring into one reused buffer, scores the
+labels of a batch of windows at once, encodes clips on a worker thread and, while it is behind, writes the
+records of consecutive batches in one transaction. Caught up (a live source), each batch is written at once.
+"""
 from __future__ import annotations
 
 import io
 import logging
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -28,6 +35,7 @@ log = logging.getLogger("edge_rt.pipeline")
 
 SR = PARAMS.sample_rate
 POLL_S = 0.004  # how long the loop sleeps when the ring is empty
+ROOM_WAIT_S = 0.1  # a fast file's capture waits this long at most for the loop to make room (it is woken at once)
 
 
 class AudioHistory:
@@ -49,12 +57,17 @@ class AudioHistory:
 
     def get(self, start: int, end: int) -> np.ndarray:
         """float32 samples [start, end) that are still retained (clipped to what exists)."""
+        view = self.view(start, end)
+        return view.copy() if view.base is self.buf else view
+
+    def view(self, start: int, end: int) -> np.ndarray:
+        """Like `get`, but a view of the history where the span does not wrap (valid until the next append)."""
         start, end = max(start, self.total - self.cap, 0), min(end, self.total)
         if end <= start:
             return np.zeros(0, np.float32)
         a, b = start % self.cap, (end - 1) % self.cap + 1
         if a < b:
-            return self.buf[a:b].copy()
+            return self.buf[a:b]
         return np.concatenate([self.buf[a:], self.buf[:b]])
 
 
@@ -62,6 +75,7 @@ class AudioHistory:
 class RunSummary:
     audio_s: float = 0.0
     wall_s: float = 0.0
+    model_s: float = 0.0  # of wall_s, in the backend's infer
     events: int = 0
     alerts: int = 0
     loop_errors: int = 0
@@ -81,6 +95,26 @@ def flac_bytes(audio: np.ndarray) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, audio, SR, format="FLAC", subtype="PCM_16")
     return buf.getvalue()
+
+
+@dataclass
+class _Ending:
+    """An ended event whose clip the encoder thread is still making; it becomes its record when written."""
+
+    event: Event
+    clip: Optional["Future[bytes]"]
+    info: Optional[ClipInfo]
+    dropped: str
+
+
+def levels_of(history: AudioHistory, first: int, n: int) -> list[float]:
+    """dBFS of windows first..first+n-1 (window i at i*hop), measured on the history in place."""
+    start, end = first * HOP_SAMPLES, (first + n - 1) * HOP_SAMPLES + WINDOW_SAMPLES
+    span = history.view(start, end)  # float32[end-start] when all of it is retained
+    if span.size == end - start:
+        return [dbfs(span[i * HOP_SAMPLES:i * HOP_SAMPLES + WINDOW_SAMPLES]) for i in range(n)]
+    return [dbfs(history.view((first + i) * HOP_SAMPLES, (first + i) * HOP_SAMPLES + WINDOW_SAMPLES))
+            for i in range(n)]
 
 
 class Pipeline:
@@ -107,22 +141,29 @@ class Pipeline:
         self.history = AudioHistory(cfg.detector.max_event_s + cfg.clips.preroll_s + 2 * PARAMS.patch_window_seconds)
         self.background = BackgroundLevel()
         self._read_max = cfg.runtime.max_batch * HOP_SAMPLES
-        # Records of one batch of windows, written together by _commit() (each with the line it logs once it is on
-        # disk); and when each event's window was ready.
-        self._staged: list[tuple[Staged, str]] = []
+        self._chunk = np.empty(self._read_max, np.float32)  # the loop's read buffer: history and front end copy it
+        # Records not yet written, in order, each with the line it logs once it is on disk (an ended event waits
+        # for its clip); when each event's window was ready; and when the oldest of them was staged.
+        self._staged: list[tuple[Union[Staged, _Ending], str]] = []
         self._staged_ready: list[float] = []
+        self._staged_at: Optional[float] = None
+        self._clips: Optional[ThreadPoolExecutor] = None  # the clip encoder, while run() runs
         self.summary = RunSummary()
         self._stop = threading.Event()
+        self._room = threading.Event()  # set by the loop after each read: a waiting capture may write again
         self._capture_done = threading.Event()
         self._capture_error: Optional[BaseException] = None
         self._patch_index = 0  # index of the next patch the front end will emit
-        self._pending: list[tuple[np.ndarray, float]] = []  # (patch, time its last sample was ready)
+        # Patches the front end gave and the model has not scored: float32[k,96,64] each, with the time their
+        # last sample was ready.
+        self._pending: deque[tuple[np.ndarray, float]] = deque()
         self._retune_lock = threading.Lock()
         self._retune_to: Optional[DetectorConfig] = None
 
     # ----------------------------------------------------------------------------------------- lifecycle
     def stop(self) -> None:
         self._stop.set()
+        self._room.set()
         stop = getattr(self.source, "stop", None)
         if callable(stop):
             stop()
@@ -136,9 +177,10 @@ class Pipeline:
         def wait_for_room(chunk: np.ndarray) -> None:
             done = 0
             while done < chunk.size and not self._stop.is_set():
+                self._room.clear()  # before the write: a read after it wakes the wait below at once
                 done += self.ring.write(chunk[done:done + self._ring_free()])
                 if done < chunk.size:
-                    self._stop.wait(POLL_S)
+                    self._room.wait(ROOM_WAIT_S)
 
         return wait_for_room
 
@@ -161,20 +203,25 @@ class Pipeline:
             log.info("Prometheus metrics on :%d/metrics", port)
         log.info("source %s, backend %s%s", getattr(self.source, "description", self.source), self.backend.name,
                  f" ({self.backend_reason})" if self.backend_reason else "")
+        self._warm()
         cap = threading.Thread(target=self._capture, name="capture", daemon=True)
+        self._clips = ThreadPoolExecutor(1, thread_name_prefix="clip-encoder")
         t_start = time.perf_counter()
         self.records.t0_ns = time.time_ns()  # stream second 0 is now
         cap.start()
         last_beat = t_start
         try:
             while not self._stop.is_set():
-                chunk = self.ring.read(self._read_max)
-                if chunk.size == 0:
+                n = self.ring.read_into(self._chunk)
+                self._room.set()
+                if n == 0:
+                    if self._staged:
+                        self._commit()  # nothing to analyse: write what waited at once
                     if self._capture_done.is_set() and self.ring.available == 0:
                         break
                     self._stop.wait(POLL_S)
                     continue
-                self._step(chunk)
+                self._step(self._chunk[:n])
                 now = time.perf_counter()
                 self.summary.wall_s = now - t_start
                 self.metrics.rtf.set(self.summary.rtf)
@@ -184,12 +231,21 @@ class Pipeline:
             self._finish()
         finally:
             self._stop.set()
+            self._room.set()
             cap.join(timeout=5.0)
+            self._clips.shutdown(wait=True)
+            self._clips = None
             self.summary.wall_s = time.perf_counter() - t_start
         if self._capture_error is not None and not isinstance(self._capture_error, KeyboardInterrupt):
             raise self._capture_error
         self._wait_drained()
         return self.summary
+
+    def _warm(self) -> None:
+        """Run the model once at the batch sizes the loop uses (one window; max_batch when it is behind), so that
+        no window waits for the runtime's first-call allocations."""
+        for n in sorted({1, self.cfg.runtime.max_batch}):
+            self.backend.infer(np.zeros((n, *PARAMS.patch_shape), np.float32))
 
     def _wait_drained(self) -> None:
         if self.drained is None:
@@ -208,18 +264,36 @@ class Pipeline:
             self.history.append(chunk)
             self.summary.audio_s += chunk.size / SR
             self.metrics.audio_s.inc(chunk.size / SR)
-            new = self.front.push(chunk)
-            ready = time.perf_counter()
-            self._pending.extend((p, ready) for p in new)
+            new = self.front.push(chunk)  # float32[k,96,64]
+            if len(new):
+                self._pending.append((new, time.perf_counter()))
             while self._pending:
-                batch = self._pending[: self.cfg.runtime.max_batch]
-                del self._pending[: len(batch)]
-                self._analyse(batch)
+                self._analyse(*self._next_batch())
+            if self._staged and (self.ring.available < HOP_SAMPLES
+                                 or time.perf_counter() - (self._staged_at or 0.0) >= self.cfg.runtime.commit_s):
+                self._commit()  # caught up, or behind for long enough: write what the batches staged
         except Exception:  # noqa: BLE001 - one bad iteration must not kill the loop
             self.summary.loop_errors += 1
             self.metrics.loop_errors.inc()
             log.exception("loop iteration failed (%d so far); continuing", self.summary.loop_errors)
         self.metrics.overruns.set(self.ring.overruns)
+
+    def _next_batch(self) -> tuple[np.ndarray, list[float]]:
+        """Up to max_batch pending patches, float32[n,96,64] (a view when they came from one push), and the time
+        each was ready."""
+        want = self.cfg.runtime.max_batch
+        parts, ready = [], []
+        while self._pending and want:
+            patches, t = self._pending[0]
+            take = patches[:want]
+            if len(take) < len(patches):
+                self._pending[0] = (patches[want:], t)
+            else:
+                self._pending.popleft()
+            parts.append(take)
+            ready.extend([t] * len(take))
+            want -= len(take)
+        return (parts[0] if len(parts) == 1 else np.concatenate(parts)), ready
 
     def retune(self, detector: DetectorConfig) -> None:
         """New operating points for the detector, from any thread (the uplink's, for a pushed config); they take
@@ -227,50 +301,69 @@ class Pipeline:
         with self._retune_lock:
             self._retune_to = detector
 
-    def _analyse(self, batch: list[tuple[np.ndarray, float]]) -> None:
+    def _analyse(self, pts: np.ndarray, ready: list[float]) -> None:
+        """One batch: float32[N,96,64] patches and when each was ready -> the model, the detector, staged records."""
         with self._retune_lock:
             pending, self._retune_to = self._retune_to, None
         if pending is not None:
             self.detector.retune(pending)
             self.cfg = self.cfg.model_copy(update={"detector": pending})
-        pts = np.stack([p for p, _ in batch])
         t = time.perf_counter()
         scores, emb = self.backend.infer(pts)
         ms = (time.perf_counter() - t) * 1e3
+        self.summary.model_s += ms / 1e3
         self.metrics.note_inference(ms, len(pts))
         first = self._patch_index
         self._patch_index += len(pts)
-        levels = [dbfs(self.history.get((first + i) * HOP_SAMPLES, (first + i) * HOP_SAMPLES + WINDOW_SAMPLES))
-                  for i in range(len(pts))]
-        for w, (_, ready) in zip(windows(pts, scores, emb, levels, first, self.head, self.background), batch):
-            self._emit(self.detector.push(w), ready, ms / len(pts))
-        self._commit()
+        levels = levels_of(self.history, first, len(pts))
+        wins = windows(pts, scores, emb, levels, first, self.head, self.background, self.detector.scorer)
+        for w, at in zip(wins, ready):
+            self._emit(self.detector.push(w), at, ms / len(pts))
 
     def _finish(self) -> None:
         self._emit(self.detector.flush(), None, 0.0)
         self._commit()
 
     def _commit(self) -> None:
-        """Write every record the batch staged in one fsync'd transaction (group commit), then account for it."""
+        """Write every staged record in one fsync'd transaction (group commit), then account for it."""
         if not self._staged:
             return
-        self.outbox.put_many([(st.kind, st.body, st.clip) for st, _ in self._staged])
+        staged = [(self._ended(r) if isinstance(r, _Ending) else r, line) for r, line in self._staged]
+        self.outbox.put_many([(r.kind, r.body, r.clip) for r, _ in staged])
         now = time.perf_counter()
-        for staged, line in self._staged:  # logged only once durable: "written" in the log means on disk
-            (log.warning if staged.kind == "alert" else log.info)("%s", line)
+        for r, line in staged:  # logged only once durable: "written" in the log means on disk
+            (log.warning if r.kind == "alert" else log.info)("%s", line)
         for ready in self._staged_ready:
             self.summary.latencies_s.append(now - ready)
             self.metrics.window_to_outbox.observe(now - ready)
-        self._staged, self._staged_ready = [], []
+        self._staged, self._staged_ready, self._staged_at = [], [], None
         st = self.outbox.stats()
         self.metrics.outbox_depth.set(st["depth"])
         self.metrics.outbox_dropped.set(st["dropped"])
 
+    def _ended(self, end: _Ending) -> Staged:
+        """The record of an ended event, with its clip once the encoder made it (without one, saying why, when
+        it could not)."""
+        clip, dropped = None, end.dropped
+        if end.clip is not None:
+            try:
+                clip = end.clip.result()
+            except Exception as exc:  # noqa: BLE001 - the event is kept, without its clip
+                log.warning("clip of event %s could not be encoded: %s", end.event.event_id, exc)
+                dropped = f"encoding failed: {exc}"
+        return self.records.ended(end.event, embedding=end.event.mean_embedding, clip=clip,
+                                  clip_info=end.info if clip else None, clip_dropped=dropped)
+
+    def _stage(self, record: Union[Staged, _Ending], line: str) -> None:
+        if not self._staged:
+            self._staged_at = time.perf_counter()
+        self._staged.append((record, line))
+
     # ----------------------------------------------------------------------------------------- records
     def _emit(self, out: Output, ready: Optional[float], infer_ms: float) -> None:
         for ev in out.started:
-            self._staged.append((self.records.started(ev, infer_ms),
-                                 f"event {ev.label} starts at {ev.start_s:.2f} s (score {ev.score:.2f})"))
+            self._stage(self.records.started(ev, infer_ms),
+                        f"event {ev.label} starts at {ev.start_s:.2f} s (score {ev.score:.2f})")
             self.summary.events += 1
             self.metrics.events.labels(ev.label).inc()
             if ready is not None:
@@ -281,7 +374,7 @@ class Pipeline:
             self._put_end(ev)
 
     def _put_alert(self, al: Alert) -> None:
-        self._staged.append((self.records.alert(al), f"ALERT {al.rule}: {'+'.join(al.labels)}"))
+        self._stage(self.records.alert(al), f"ALERT {al.rule}: {'+'.join(al.labels)}")
         self.summary.alerts += 1
         self.metrics.alerts.labels(al.rule).inc()
 
@@ -294,12 +387,19 @@ class Pipeline:
             else:
                 start = max(0, int((ev.start_s - c.preroll_s) * SR))
                 end = min(int((ev.end_s or ev.start_s) * SR), start + int((c.max_s + c.preroll_s) * SR))
-                audio = self.history.get(start, end)
+                audio = self.history.get(start, end)  # a copy: the encoder reads it while the history moves on
                 if audio.size:
-                    clip = flac_bytes(audio)
+                    clip = self._encode(audio)
                     info = ClipInfo("flac", SR, self.records.ns(start / SR), c.preroll_s)
-        staged = self.records.ended(ev, embedding=ev.mean_embedding, clip=clip, clip_info=info, clip_dropped=dropped)
-        self._staged.append((staged, f"event {ev.label} ends at {(ev.end_s or ev.start_s):.2f} s"))
+        self._stage(_Ending(ev, clip, info, dropped), f"event {ev.label} ends at {(ev.end_s or ev.start_s):.2f} s")
+
+    def _encode(self, audio: np.ndarray) -> "Future[bytes]":
+        """FLAC of float32[n] audio, made on the encoder thread (here, when the loop runs without one)."""
+        if self._clips is not None:
+            return self._clips.submit(flac_bytes, audio)
+        done: Future[bytes] = Future()
+        done.set_result(flac_bytes(audio))
+        return done
 
     def heartbeat(self) -> dict:
         st = self.outbox.stats()

@@ -137,7 +137,10 @@ class CloudConfig(Strict):
 
 class RuntimeConfig(Strict):
     ring_seconds: float = Field(30.0, ge=2.0, le=600.0)
-    max_batch: int = Field(8, ge=1, le=256)
+    max_batch: int = Field(8, ge=1, le=256, description="windows per inference call when the loop is behind")
+    commit_s: float = Field(0.05, ge=0.0, le=1.0, description="while the loop is behind, the records of consecutive "
+                            "batches are written in one transaction until the oldest has waited this long; "
+                            "caught up, each batch's records are written at once")
     grace_s: float = Field(10.0, ge=0.0, le=3600.0)
     metrics_port: Optional[int] = Field(None, ge=0, le=65535)
     model_dir: Optional[str] = Field(None, description="model artifacts; unset: <repo>/models")

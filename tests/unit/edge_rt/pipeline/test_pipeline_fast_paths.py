@@ -1,0 +1,111 @@
+"""The loop's fast paths change nothing but speed: records written together while it is behind, clips encoded on
+a worker thread and label scores taken per batch give the records, in the order, of writing each batch at once."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from edge_rt import config
+from edge_rt.capture import open_source
+from edge_rt.outbox import Outbox
+from edge_rt.pipeline import Pipeline
+from edge_rt.records import parse
+from edgert.yamnet import backends
+from edgert.yamnet.backends import FakeBackend
+
+
+def _names() -> list[str]:
+    from edgert import labels
+
+    named = sorted({c for lc in labels.scoring().labels.values() for c in lc.classes})
+    return named + [f"class {i}" for i in range(521 - len(named))]
+
+
+def normalized(outbox: Outbox, t0_ns: int) -> list[tuple]:
+    """The outbox's records without what differs between runs (event ids, the wall clock): (kind, fields...)."""
+    ids: dict[str, int] = {}
+    out = []
+    for r in outbox.pending(limit=100000):
+        rec = parse(r.body)
+        m = getattr(rec, rec.WhichOneof("kind"))
+        if r.kind == "alert":
+            out.append((r.kind, m.rule, m.start_ns - t0_ns, m.end_ns - t0_ns, tuple(m.labels),
+                        tuple(ids.setdefault(e, len(ids)) for e in m.event_ids)))
+            continue
+        clip = sf.read(io.BytesIO(r.clip), dtype="int16")[0].tobytes() if r.clip else b""
+        out.append((r.kind, ids.setdefault(m.event_id, len(ids)), m.label, m.start_ns - t0_ns,
+                    (m.end_ns - t0_ns) if m.end_ns else 0, m.score, tuple((c.name, c.score) for c in m.classes),
+                    m.embedding_f16, m.clip_dropped, m.clip.start_ns - t0_ns if r.clip else 0, clip))
+    return out
+
+
+def run(tmp_path, name: str, source: str, backend, names=None, head=None, **runtime
+        ) -> tuple[list[tuple], Pipeline, list[int]]:
+    cfg = config.load(env={}, overrides={f"runtime.{k}": v for k, v in runtime.items()})
+    outbox = Outbox(tmp_path / f"{name}.db")
+    writes: list[int] = []
+    put_many = outbox.put_many
+    outbox.put_many = lambda recs, *a: (writes.append(len(recs)), put_many(recs, *a))[1]  # type: ignore[method-assign]
+    pipe = Pipeline(cfg, open_source(source, realtime=False), backend, outbox, names=names, head=head)
+    pipe.run()
+    return normalized(outbox, pipe.records.t0_ns), pipe, writes
+
+
+@pytest.fixture(scope="module")
+def distress(tmp_path_factory) -> str:
+    """synth:distress three times over (60 s: events, ends with clips, alerts), as a file played fast."""
+    import threading
+
+    chunks: list[np.ndarray] = []
+    open_source("synth:distress").run(chunks.append, threading.Event())
+    path = tmp_path_factory.mktemp("audio") / "distress3.wav"
+    sf.write(path, np.tile(np.concatenate(chunks), 3), 16000, subtype="FLOAT")
+    return f"file:{path}"
+
+
+def test_writing_batches_together_while_behind_gives_the_records_of_writing_each_at_once(tmp_path, model_dir,
+                                                                                      distress):
+    from edgert.yamnet.head import Head
+
+    be, head = backends.load("onnxruntime", model_dir), Head.load_optional(model_dir)
+    each, _, each_writes = run(tmp_path, "each", distress, be, head=head, commit_s=0.0)
+    grouped, _, grouped_writes = run(tmp_path, "grouped", distress, be, head=head, commit_s=1.0)
+    assert len({r[0] for r in each}) == 3 and any(r[-1] for r in each), "events, ends with clips and alerts"
+    assert grouped == each
+    assert sum(grouped_writes) == sum(each_writes) == len(each)
+    assert len(grouped_writes) < len(each_writes) / 2, (grouped_writes, each_writes)
+
+
+def test_one_window_per_call_gives_the_records_of_batches_without_a_head(tmp_path, monkeypatch):
+    """Without the head every step of a window's scores is row by row, so the batch size cannot matter (the
+    head's matrix product is another matter: BLAS takes one row by another kernel than several)."""
+    rng = np.random.default_rng(3)
+    wave = (1e-4 * rng.standard_normal(30 * 16000)).astype(np.float32)
+    for at in (4, 12, 21):
+        wave[at * 16000:int((at + 1.5) * 16000)] = (0.5 * rng.standard_normal(int(1.5 * 16000))).astype(np.float32)
+    sf.write(tmp_path / "bursts.wav", wave, 16000, subtype="FLOAT")
+    names = _names()
+    be = FakeBackend(loud_class=names.index("Glass"))
+    one, _, _ = run(tmp_path, "one", f"file:{tmp_path / 'bursts.wav'}", be, names, max_batch=1, commit_s=0.0)
+    many, _, _ = run(tmp_path, "many", f"file:{tmp_path / 'bursts.wav'}", be, names, max_batch=16)
+    assert [r[0] for r in one].count("event") == 3 and many == one
+
+
+def test_a_clip_that_cannot_be_encoded_leaves_its_event_end_without_it(tmp_path, monkeypatch):
+    from edge_rt import pipeline
+
+    def broken(audio):
+        raise RuntimeError("no FLAC today")
+
+    monkeypatch.setattr(pipeline, "flac_bytes", broken)
+    wave = np.zeros(10 * 16000, np.float32)
+    wave[4 * 16000:int(5.5 * 16000)] = 0.5 * np.random.default_rng(1).standard_normal(int(1.5 * 16000))
+    sf.write(tmp_path / "burst.wav", wave, 16000, subtype="FLOAT")
+    names = _names()
+    be = FakeBackend(loud_class=names.index("Glass"))
+    recs, pipe, _ = run(tmp_path, "broken", f"file:{tmp_path / 'burst.wav'}", be, names)
+    assert [r[0] for r in recs] == ["event", "event_end"] and pipe.summary.loop_errors == 0
+    assert recs[1][8] == "encoding failed: no FLAC today" and recs[1][-1] == b""
