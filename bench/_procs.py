@@ -2,6 +2,7 @@
 processes. Imported by the bench scripts (`make bench` skips files whose names start with _)."""
 from __future__ import annotations
 
+import time
 from typing import Iterable, Optional
 
 import psutil
@@ -30,5 +31,21 @@ def rss_bytes(pid: int) -> Optional[int]:
         return None
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores of this machine have been busy so far (user, nice, system, interrupts): the part that
+    the watched processes do not account for is load from outside the run."""
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+
+
 def mariadb_pids() -> list[int]:
     return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] in ("mariadbd", "mysqld")]
+
+
+def measure_cpu(watched: dict[str, list[int]], seconds: float) -> tuple[dict[str, float], float]:
+    """Sleep `seconds`; the CPU seconds each group of processes used meanwhile, and those the machine's cores were
+    busy with anything else."""
+    cpu0, m0 = {k: cpu_seconds(v) for k, v in watched.items()}, machine_busy_seconds()
+    time.sleep(seconds)
+    cpu = {k: round(cpu_seconds(v) - cpu0[k], 2) for k, v in watched.items()}
+    return cpu, round(max(0.0, machine_busy_seconds() - m0 - sum(cpu.values())), 2)

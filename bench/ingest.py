@@ -13,6 +13,16 @@ Records are what an edge sends: an "event" start record (5 top classes, position
     .venv/bin/python bench/ingest.py                       # 1000 devices, MariaDB then SQLite
     .venv/bin/python bench/ingest.py --dbs mariadb --devices 200 --duration 5
     .venv/bin/python bench/ingest.py --markdown BENCHMARKS.md   # also append the results there
+    .venv/bin/python bench/ingest.py --dbs mariadb --phases throughput --repeats 3   # ours against its peers
+
+Peers (issue 14; MariaDB; bench/_ingest_peers.py says exactly what each does), run in the same invocation with the
+same devices and the same rows (events, event_ends, top_classes, verifications), each on a fresh database:
+  - `mqtt`: the seed's design: the devices publish JSON records at QoS 1 to a Mosquitto the bench starts, and a
+    paho subscriber inserts them with batched executemany (up to --peer-batch records per commit);
+  - `limit`: one process doing batched executemany of the same rows and nothing else, committing every N records
+    for each N of --limit-batches.
+Budgets printed as verdicts: ours (throughput phase) >= 1.0x the MQTT peer and >= 0.25x the limit with 1000-record
+commits; the server's CPU per stored record and what bounds it (server vs MariaDB vs clients, in cores).
 """
 from __future__ import annotations
 
@@ -29,13 +39,14 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "bench"), str(REPO), str(REPO / "tests")]  # _procs.py; tests/support.py: databases, server
 
-from _procs import cpu_seconds, mariadb_pids  # noqa: E402
+from _procs import mariadb_pids, measure_cpu  # noqa: E402
 
 from support import ServerProcess, TempMariaDB, mariadb_available  # noqa: E402
 
@@ -207,9 +218,7 @@ def run_phase(target, devs, phase, args, server_pid: int = 0) -> dict:
     watched = {"server": [server_pid] if server_pid else [], "mariadb": mariadb_pids(), "clients": [p.pid for p in ps]}
     go.set()
     time.sleep(args.warmup)
-    cpu0 = {k: cpu_seconds(v) for k, v in watched.items()}
-    time.sleep(args.duration)
-    cpu = {k: round(cpu_seconds(v) - cpu0[k], 2) for k, v in watched.items()}
+    cpu, other = measure_cpu(watched, args.duration)
     results = []
     for _ in ps:
         results.extend(q.get(timeout=args.warmup + args.duration + 180))
@@ -221,7 +230,7 @@ def run_phase(target, devs, phase, args, server_pid: int = 0) -> dict:
     return {"phase": phase, "devices": len(devs), "records_acked": acked, "records_per_s": acked / span,
             "ack_p50_ms": float(np.percentile(lats, 50)) if lats.size else None,
             "ack_p99_ms": float(np.percentile(lats, 99)) if lats.size else None, "acks": int(lats.size),
-            "cpu_s": cpu, "load_avg_1m": os.getloadavg()[0]}
+            "cpu_s": cpu, "cpu_other_s": other, "load_avg_1m": os.getloadavg()[0]}
 
 
 # ---------------------------------------------------------------------------------------------- orchestration
@@ -271,6 +280,158 @@ def bench_db(kind: str, args) -> list[dict]:
     return out
 
 
+def bench_peers(args) -> list[dict]:
+    """The MQTT design and the limit, each on a fresh database with the schema and devices ours gets."""
+    import _ingest_peers as peers
+
+    from cloud_svc.store import Store
+
+    why = mariadb_available()
+    if why:
+        print(f"skipping the peers: {why}", file=sys.stderr)
+        return []
+    runs: list[tuple[str, Any]] = []
+    for name in [p.strip() for p in args.peers.split(",") if p.strip() not in ("", "none")]:
+        if name == "mqtt":
+            from mosquitto import MOSQUITTO
+
+            if not os.access(MOSQUITTO, os.X_OK):
+                print(f"skipping the MQTT peer: {MOSQUITTO} is not installed (`make sysdeps` installs it)",
+                      file=sys.stderr)
+                continue
+            runs.append(("mqtt", lambda db, ids, tmp: peers.run_mqtt_peer(db, ids, args, tmp)))
+        elif name == "limit":
+            for n in [int(b) for b in args.limit_batches.split(",")]:
+                runs.append((f"limit-{n}", lambda db, ids, tmp, n=n: peers.run_limit(db, ids, n, args)))
+        else:
+            raise SystemExit(f"unknown peer {name!r} (mqtt, limit)")
+    out = []
+    for label, run in runs:
+        time.sleep(args.pause)  # the last run's background work (InnoDB purge, flushing) is not this one's load
+        tmp = Path(tempfile.mkdtemp(prefix=f"bench-ingest-{label}-"))
+        mdb = TempMariaDB("bench_edgert")
+        try:
+            store = Store.open(mdb.url)
+            store.upgrade()
+            ids = [f"bench-{label[0]}-{i:05d}" for i in range(args.devices)]
+            store.devices.add_devices(ids)
+            store.close()
+            res = run(peers.db_params(mdb), ids, tmp)
+        finally:
+            mdb.drop()
+            shutil.rmtree(tmp, ignore_errors=True)
+        res["db"] = "mariadb"
+        out.append(res)
+        print(json.dumps(res), flush=True)
+    return out
+
+
+# Budgets of issue 14: ours against the MQTT peer, and against the limit with 1000-record commits.
+BUDGET_MQTT = 1.0
+BUDGET_LIMIT = 0.25
+BUDGET_LIMIT_BATCH = 1000
+SATURATED = 0.85  # of a core (one process's GIL) or of all cores (the machine)
+# processes whose Python threads share one GIL, per system: their CPU cannot pass one core
+GIL_BOUND = {"ours": "server", "mqtt": "subscriber", "limit": "limit"}
+WRITES = {"ours": "events, event_ends, top_classes, verifications; locks and updates devices (watermark)",
+          "mqtt": "events, event_ends, top_classes, verifications",
+          "limit": "events, event_ends, top_classes, verifications (pks assigned by the process)"}
+
+
+def _median(xs: list[float]) -> float:
+    return float(np.median(xs)) if xs else 0.0
+
+
+def _systems(results: list[dict]) -> dict[str, list[dict]]:
+    """system name -> its MariaDB runs: ours' throughput phases and the peers."""
+    by: dict[str, list[dict]] = {}
+    for r in results:
+        if r.get("db") != "mariadb":
+            continue
+        if "system" in r:
+            by.setdefault(r["system"], []).append(r)
+        elif r.get("phase") == "throughput":
+            by.setdefault("ours", []).append(r)
+    return by
+
+
+def _cpu_us(runs: list[dict]) -> dict[str, float]:
+    """CPU us per stored record of each watched process group, over all runs of a system."""
+    stored = sum(r.get("records_stored", r.get("records_acked", 0)) for r in runs)
+    keys = {k for r in runs for k in r["cpu_s"]}
+    return {k: sum(r["cpu_s"].get(k, 0.0) for r in runs) / max(1, stored) * 1e6 for k in keys}
+
+
+def bound(system: str, runs: list[dict], duration: float) -> str:
+    """What bounds a system's rate, from the cores each of its processes kept busy (its median run)."""
+    ncpu = os.cpu_count() or 1
+    r = sorted(runs, key=lambda x: x["records_per_s"])[len(runs) // 2]
+    cores = {k: v / duration for k, v in r["cpu_s"].items()}
+    mine = sum(cores.values())
+    other = r.get("cpu_other_s", 0.0) / duration
+    gil = GIL_BOUND[system.split("-")[0]]
+    one, db = cores.get(gil, 0.0), cores.get("mariadb", 0.0)
+    if one >= SATURATED:
+        what = f"the {gil} process's one GIL ({one:.2f} of a core)"
+    elif mine + other >= SATURATED * ncpu:
+        what = f"the machine's {ncpu} cores ({mine + other:.2f} busy)"
+    elif one + db >= SATURATED:
+        what = (f"one connection's round trips: the {gil} process and MariaDB take turns "
+                f"({one:.2f} + {db:.2f} of a core)")
+    else:
+        what = "no CPU: waiting on commits and round trips"
+    parts = ", ".join(f"{k} {v:.2f}" for k, v in sorted(cores.items(), key=lambda kv: -kv[1]))
+    out = f"{what}; cores busy: {parts}, outside the run {other:.2f}"
+    clients = cores.get("clients", 0.0)
+    if clients >= 0.25:
+        out += f"; the simulated clients alone take {clients:.2f} of the {ncpu} cores"
+    return out
+
+
+def comparison(results: list[dict], args) -> tuple[str, list[str]]:
+    """The side-by-side table (markdown) and the verdict lines."""
+    by = _systems(results)
+    ours = by.get("ours")
+    if not ours or len(by) < 2:
+        return "", []
+    rate = {k: _median([r["records_per_s"] for r in v]) for k, v in by.items()}
+    lines = ["| system | tables written | records/s (median of runs) | runs | ours / it | CPU us per stored record "
+             "| what bounds it |", "|---|---|---|---|---|---|---|"]
+    for name, runs in by.items():
+        us = _cpu_us(runs)
+        cpu = ", ".join(f"{k} {v:.0f}" for k, v in sorted(us.items(), key=lambda kv: -kv[1]))
+        ratio = "-" if name == "ours" else f"{rate['ours'] / rate[name]:.2f}x" if rate[name] else "-"
+        xs = [r["records_per_s"] for r in runs]
+        spread = f" ({min(xs):,.0f}-{max(xs):,.0f})" if len(xs) > 1 else ""
+        lines.append(f"| {name} | {WRITES[name.split('-')[0]]} | {rate[name]:,.0f}{spread} | {len(runs)} | {ratio} "
+                     f"| {cpu} (sum {sum(us.values()):.0f}) | {bound(name, runs, args.duration)} |")
+    verdicts = []
+
+    def verdict(peer: str, budget: float, what: str) -> None:
+        if peer not in rate or not rate[peer]:
+            return
+        x = rate["ours"] / rate[peer]
+        verdicts.append(f"VERDICT ours vs {what}: {rate['ours']:,.0f} / {rate[peer]:,.0f} records/s = {x:.2f}x "
+                        f"(budget >= {budget:g}x): {'MET' if x >= budget else 'MISSED'}")
+
+    verdict("mqtt", BUDGET_MQTT, "the MQTT peer (its broker acks before the row exists)")
+    verdict(f"limit-{BUDGET_LIMIT_BATCH}", BUDGET_LIMIT, f"the limit ({BUDGET_LIMIT_BATCH}-record commits)")
+    for name in by:
+        if name.startswith("limit-") and name != f"limit-{BUDGET_LIMIT_BATCH}" and rate[name]:
+            verdicts.append(f"INFO ours vs the limit ({name[6:]}-record commits): {rate['ours'] / rate[name]:.2f}x "
+                            "(no budget)")
+    server_side = {"ours": ("server", "mariadb"), "mqtt": ("subscriber", "broker", "mariadb"),
+                   f"limit-{BUDGET_LIMIT_BATCH}": ("limit", "mariadb")}
+    costs = {n: sum(_cpu_us(by[n]).get(k, 0.0) for k in ks) for n, ks in server_side.items() if n in by}
+    verdicts.append("INFO CPU per stored record, the clients left out: "
+                    + ", ".join(f"{n} {c:.0f} us ({' + '.join(server_side[n])})" for n, c in costs.items()))
+    us = _cpu_us(ours)
+    verdicts.append(f"VERDICT server CPU per stored record: {us.get('server', 0):.0f} us ({2 * us.get('server', 0):.0f}"
+                    f" us per sound, start and end); MariaDB {us.get('mariadb', 0):.0f} us, clients "
+                    f"{us.get('clients', 0):.0f} us; bound: {bound('ours', ours, args.duration)}")
+    return "\n".join(lines) + "\n", verdicts
+
+
 def markdown(results: list[dict], args) -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -286,7 +447,8 @@ def markdown(results: list[dict], args) -> str:
              f"{args.rate} events/s | budget |", "|---|---|---|---|---|"]
     by = {}
     for r in results:
-        by.setdefault(r["db"], {})[r["phase"]] = r
+        if "phase" in r:  # ours; the peers have their own table (comparison)
+            by.setdefault(r["db"], {})[r["phase"]] = r
     for db, ph in by.items():
         t, lat = ph.get("throughput", {}), ph.get("latency", {})
         rate = f"{t.get('records_per_s', 0):,.0f}" if t else "-"
@@ -312,13 +474,25 @@ def main() -> int:
                     help="where the server runs its fleet correlator: a thread (the default, as `serve` does), "
                          "a child process (`serve --fleet-process`) or nowhere (`--no-fleet`)")
     ap.add_argument("--phases", default="throughput,latency", help="comma-separated: throughput, latency")
+    ap.add_argument("--peers", default="mqtt,limit",
+                    help="comma-separated peers run beside ours on MariaDB: mqtt, limit (none: only ours)")
+    ap.add_argument("--peer-batch", type=int, default=1000,
+                    help="the MQTT subscriber commits at most this many records at a time")
+    ap.add_argument("--limit-batches", default="1000,10", help="records per commit of the limit, one run each")
+    ap.add_argument("--repeats", type=int, default=1, help="rounds of ours and the peers, in turn")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder with the server logs")
     ap.add_argument("--markdown", help="append a results table to this file")
     args = ap.parse_args()
     results = []
-    for kind in args.dbs.split(","):
-        results += bench_db(kind.strip(), args)
+    for _ in range(max(1, args.repeats)):
+        for kind in args.dbs.split(","):
+            results += bench_db(kind.strip(), args)
+        if "mariadb" in args.dbs:
+            results += bench_peers(args)
     md = markdown(results, args)
+    table, verdicts = comparison(results, args)
+    if table:
+        md += "\n" + table + "\n" + "\n".join(verdicts) + "\n"
     print(md)
     if args.markdown:
         with open(args.markdown, "a") as fh:
