@@ -34,8 +34,9 @@ EPILOG = textwrap.dedent("""\
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file overriding the shipped defaults (edge_rt/config/defaults.yaml)")
-    p.add_argument("--backend", help="auto | onnxruntime | tflite | tensorrt, optionally -PRECISION (tflite-fp16, "
-                                     "onnxruntime-int8, tensorrt-fp32...)")
+    p.add_argument("--backend", help="auto | onnxruntime | tflite | tensorrt | onnxruntime-gpu (CUDA: pip install "
+                                     "'.[gpu]'), optionally -PRECISION (tflite-fp16, onnxruntime-int8, "
+                                     "tensorrt-fp32...)")
     p.add_argument("--precision", help="fp32 | fp16 | int8 (default: the backend name's own, else the runtime's)")
     p.add_argument("--model-dir", help="model artifacts (default $EDGE_RT_MODEL_DIR or <repo>/models)")
     p.add_argument("--threads", type=int, help="inference threads (default 1)")

@@ -11,12 +11,12 @@ from pathlib import Path
 from edgert.errors import BackendUnavailableError, SettingsError
 from edgert.yamnet.backends.base import RUNTIMES, Backend, validate_patches
 from edgert.yamnet.backends.fake import FakeBackend
-from edgert.yamnet.backends.ort import OnnxRuntimeBackend
+from edgert.yamnet.backends.ort import OnnxRuntimeBackend, OnnxRuntimeCudaBackend
 from edgert.yamnet.backends.tflite import TfliteBackend
 from edgert.yamnet.backends.trt import TensorRtBackend
 
 __all__ = ["Backend", "RUNTIMES", "load", "names", "parse", "choose", "Hardware", "validate_patches",
-           "OnnxRuntimeBackend", "TfliteBackend", "TensorRtBackend", "FakeBackend"]
+           "OnnxRuntimeBackend", "OnnxRuntimeCudaBackend", "TfliteBackend", "TensorRtBackend", "FakeBackend"]
 
 log = logging.getLogger("edgert.yamnet.backends")
 
@@ -29,9 +29,10 @@ def names() -> list[str]:
 
 
 def parse(name: str, precision: str | None = None) -> tuple[str, str]:
-    """(runtime, precision) of a backend name and an optional precision: "tflite" + "fp16", or "tflite-fp16".
-    Raises SettingsError naming the choices for an unknown runtime or a precision the runtime does not have."""
-    runtime, _, suffix = name.partition("-")
+    """(runtime, precision) of a backend name and an optional precision: "tflite" + "fp16", or "tflite-fp16"
+    (a runtime's own name may hold a hyphen: "onnxruntime-gpu"). Raises SettingsError naming the choices for an
+    unknown runtime or a precision the runtime does not have."""
+    runtime, _, suffix = name.rpartition("-")
     if name in RUNTIMES:
         runtime, suffix = name, ""
     elif runtime not in RUNTIMES or not suffix:

@@ -1,11 +1,12 @@
-"""ONNX Runtime backend: the float patch model on CPU (the default on x86)."""
+"""ONNX Runtime backends: the float patch model on CPU (the default on x86), and on an NVIDIA GPU through the CUDA
+execution provider of onnxruntime-gpu (`pip install '.[gpu]'`)."""
 from __future__ import annotations
 
 import os
 
 import numpy as np
 
-from edgert.errors import BackendUnavailableError
+from edgert.errors import BackendUnavailableError, SettingsError
 from edgert.yamnet import paths
 from edgert.yamnet.backends.base import RUNTIMES, Backend
 
@@ -41,6 +42,62 @@ class OnnxRuntimeBackend(Backend):
     def _infer(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         scores, emb = self._session.run(list(paths.OUTPUT_NAMES), {paths.INPUT_NAME: patches})
         return scores, emb
+
+
+CUDA_EP = "CUDAExecutionProvider"
+GPU_INSTALL = ("pip uninstall -y onnxruntime && pip install '.[gpu]' (onnxruntime-gpu and NVIDIA's CUDA 12 and cuDNN "
+               "wheels; '.[gpu-cuda13]' for CUDA 13)")
+
+
+@RUNTIMES.register("onnxruntime-gpu")
+class OnnxRuntimeCudaBackend(OnnxRuntimeBackend):
+    """The float patch model on CUDA device `device` (0) through onnxruntime-gpu's CUDA execution provider, for
+    batch classification; beside the TensorRT backend, which runs engines built on a Jetson. It fails when built
+    where the provider cannot run (no onnxruntime-gpu, no CUDA libraries, no GPU), never by falling back to the
+    CPU as ONNX Runtime itself would."""
+
+    RUNTIME = "onnxruntime-gpu"
+    PRECISIONS = {"fp32": paths.PATCH_ONNX}
+
+    def __init__(self, model_dir=None, threads: int = 1, precision=None, *, device: int = 0):
+        if device < 0:
+            raise SettingsError(f"CUDA device must be 0 or more, got {device}")
+        self.device = device
+        super().__init__(model_dir, threads, precision)
+
+    @classmethod
+    def _check_runtime(cls) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendUnavailableError(f"backend {cls.RUNTIME!r} needs onnxruntime-gpu: {GPU_INSTALL} ({exc})"
+                                          ) from exc
+        if CUDA_EP not in ort.get_available_providers():
+            raise BackendUnavailableError(
+                f"backend {cls.RUNTIME!r} needs ONNX Runtime's CUDA execution provider, and this onnxruntime "
+                f"{ort.__version__} has only {', '.join(ort.get_available_providers())}: {GPU_INSTALL}")
+
+    def _load(self) -> None:
+        import onnxruntime as ort
+
+        preload = getattr(ort, "preload_dlls", None)  # NVIDIA's pip wheels' CUDA and cuDNN, without LD_LIBRARY_PATH
+        if preload is not None:
+            preload()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads  # what stays on the CPU (nothing, for this graph)
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self._session = ort.InferenceSession(str(self.model_path), opts,
+                                                 providers=[(CUDA_EP, {"device_id": self.device})])
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own types (Fail, RuntimeException...)
+            raise BackendUnavailableError(f"backend {self.RUNTIME!r} could not start on CUDA device {self.device}: "
+                                          f"{exc}") from exc
+        if self._session.get_providers()[:1] != [CUDA_EP]:
+            raise BackendUnavailableError(
+                f"backend {self.RUNTIME!r}: ONNX Runtime could not use CUDA device {self.device} (no GPU, or its CUDA "
+                f"or cuDNN libraries did not load; see the ONNX Runtime error above) and would run on "
+                f"{', '.join(self._session.get_providers())}: {GPU_INSTALL}")
 
 
 def usable_cores() -> int:
