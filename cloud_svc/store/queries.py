@@ -43,7 +43,7 @@ from cloud_svc.schema import (
     verifications,
 )
 from cloud_svc.store.base import Database, chunks
-from cloud_svc.store.reviews import latest_review_ids
+from cloud_svc.store.reviews import is_current
 
 DEGRADED_FIGURES = ("outbox_dropped", "ring_overruns", "loop_errors")
 
@@ -93,7 +93,7 @@ class QueryStore:
             rv = joined
             if rv is None:
                 rv = reviews.alias("r")
-                q = q.outerjoin(rv, sa.and_(rv.c.event_pk == e.c.id, rv.c.id.in_(sa.select(latest_review_ids().c.id))))
+                q = q.outerjoin(rv, sa.and_(rv.c.event_pk == e.c.id, is_current(rv)))
             q = q.where({
                 Reviewed.NONE: rv.c.id.is_(None),
                 Reviewed.REVIEWED: rv.c.id.is_not(None),
@@ -107,7 +107,6 @@ class QueryStore:
             raise InvalidMessage("order", f"{f.order!r} is not one of {list(EVENT_ORDER)}")
         e, x, c, v = events, event_ends, clips, verifications
         rv = reviews.alias("r")
-        cur = latest_review_ids()
         q = (sa.select(e, x.c.end_ns, x.c.score.label("final_score"), x.c.clip_dropped,
                        c.c.sha256.label("clip_sha256"), c.c.size.label("clip_size"),
                        c.c.format.label("clip_format"), c.c.sample_rate.label("clip_rate"),
@@ -120,7 +119,7 @@ class QueryStore:
                        rv.c.created_ns.label("r_created_ns"))
              .select_from(e.outerjoin(x, x.c.event_pk == e.c.id).outerjoin(c, c.c.event_pk == e.c.id)
                           .outerjoin(v, v.c.event_pk == e.c.id)
-                          .outerjoin(rv, sa.and_(rv.c.event_pk == e.c.id, rv.c.id.in_(sa.select(cur.c.id))))))
+                          .outerjoin(rv, sa.and_(rv.c.event_pk == e.c.id, is_current(rv)))))
         q = self._where(q, f, joined=rv)
         col = sa.func.coalesce(x.c.score, e.c.score) if f.order == "score" else e.c[f.order]  # the shown score
         q = q.order_by(col.desc() if f.descending else col, e.c.id.desc() if f.descending else e.c.id)
@@ -209,14 +208,13 @@ class QueryStore:
     def review_stats(self, f: EventFilter) -> list[LabelReviews]:
         """Per edge label: how reviewers judged the events matching `f` (current reviews)."""
         r = reviews.alias("r")
-        cur = latest_review_ids()
 
         def n(decision: str):
             return sa.func.sum(sa.case((r.c.decision == decision, 1), else_=0))
 
         q = (sa.select(events.c.label, sa.func.count().label("n"), n("real").label("real"),
                        n("false_alarm").label("fa"), n("wrong_label").label("wl"))
-             .select_from(events.join(r, r.c.event_pk == events.c.id)).where(r.c.id.in_(sa.select(cur.c.id))))
+             .select_from(events.join(r, r.c.event_pk == events.c.id)).where(is_current(r)))
         q = self._where(q, f).group_by(events.c.label).order_by(events.c.label)
         with self.db.read() as conn:
             return [LabelReviews(x.label, int(x.n), int(x.real or 0), int(x.fa or 0), int(x.wl or 0))
@@ -225,11 +223,9 @@ class QueryStore:
     def false_alarms_by_device(self, f: EventFilter) -> list[DeviceFalseAlarms]:
         """Per device: events matching `f`, how many were reviewed, and how many of those were false alarms."""
         r = reviews.alias("r")
-        cur = latest_review_ids()
         q = (sa.select(events.c.device_id, sa.func.count().label("n"), sa.func.count(r.c.id).label("reviewed"),
                        sa.func.sum(sa.case((r.c.decision == "false_alarm", 1), else_=0)).label("fa"))
-             .select_from(events.outerjoin(r, sa.and_(r.c.event_pk == events.c.id,
-                                                       r.c.id.in_(sa.select(cur.c.id))))))
+             .select_from(events.outerjoin(r, sa.and_(r.c.event_pk == events.c.id, is_current(r)))))
         q = self._where(q, f).group_by(events.c.device_id).order_by(events.c.device_id)
         with self.db.read() as conn:
             return [DeviceFalseAlarms(x.device_id, int(x.n), int(x.reviewed or 0), int(x.fa or 0))
