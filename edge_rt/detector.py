@@ -188,6 +188,7 @@ class Detector:
         speech = cfg.labels.get("speech")
         self.speech_idx = np.array([index[c] for c in (speech.classes if speech else [SPEECH_CLASS])])
         self.rules = RuleEngine(rules)
+        self._thresholds = self._threshold_row()
 
     def retune(self, cfg: DetectorConfig) -> None:
         """Take new operating points (thresholds, minimum hits) for the same labels and scoring, keeping open
@@ -196,7 +197,13 @@ class Detector:
             raise ValueError(f"a retune keeps the labels {list(self.cfg.labels)}, got {list(cfg.labels)}")
         for t, lc in zip(self.tracks, cfg.labels.values()):
             t.threshold, t.min_hits = lc.threshold, lc.min_hits
+        self._thresholds = self._threshold_row()
         self.cfg = cfg
+
+    def _threshold_row(self) -> np.ndarray:
+        """float32[L] thresholds in label order: a window's label scores compare with them in float32, as each
+        float32 score compares with its Python-float threshold."""
+        return np.array([t.threshold for t in self.tracks], np.float32)
 
     def label_scores(self, w: Window) -> np.ndarray:
         """float32[L] label scores of a window (computed once, by the shared LabelScorer)."""
@@ -211,13 +218,15 @@ class Detector:
         if hear.isEnabledFor(logging.DEBUG):
             hear.debug("t=%.2f %.0f dBFS hears %s", w.start_s, w.dbfs,
                        ", ".join(f"{n} {s:.2f}" for n, s in top_classes(w.scores, self.names, self.cfg.top_k)))
-        for t in self.tracks:
-            hit = loud and scores[t.pos] >= t.threshold
+        above = (scores >= self._thresholds).tolist() if loud else [False] * len(self.tracks)  # bool[L]
+        for t, hit in zip(self.tracks, above):
             ev = t.active
             if ev is None:
                 t.recent.append(w if hit else None)
+                if not hit:
+                    continue
                 hits = [x for x in t.recent if x is not None]
-                if hit and len(hits) >= t.min_hits:
+                if len(hits) >= t.min_hits:
                     ev = t.active = Event(t.label, onset_s(hits[0]), 0.0)
                     for x in hits:
                         self._absorb(ev, x, float(self.label_scores(x)[t.pos]))
