@@ -25,7 +25,7 @@ from edge_rt.outbox import Outbox
 from edge_rt.records import ClipInfo, RecordBuilder, Staged
 from edge_rt.ring import RingBuffer
 from edgert.yamnet import frontend
-from edgert.yamnet.analysis import HOP_SAMPLES, WINDOW_SAMPLES, BackgroundLevel, dbfs
+from edgert.yamnet.analysis import HOP_SAMPLES, WINDOW_SAMPLES, BackgroundLevel, dbfs, dbfs_of_squares
 from edgert.yamnet.backends import Backend
 from edgert.yamnet.classmap import class_names
 from edgert.yamnet.head import Head
@@ -112,7 +112,8 @@ def levels_of(history: AudioHistory, first: int, n: int) -> list[float]:
     start, end = first * HOP_SAMPLES, (first + n - 1) * HOP_SAMPLES + WINDOW_SAMPLES
     span = history.view(start, end)  # float32[end-start] when all of it is retained
     if span.size == end - start:
-        return [dbfs(span[i * HOP_SAMPLES:i * HOP_SAMPLES + WINDOW_SAMPLES]) for i in range(n)]
+        squares = np.square(span, dtype=np.float64)  # float64[end-start]: each sample squared once, not per window
+        return [dbfs_of_squares(squares[i * HOP_SAMPLES:i * HOP_SAMPLES + WINDOW_SAMPLES]) for i in range(n)]
     return [dbfs(history.view((first + i) * HOP_SAMPLES, (first + i) * HOP_SAMPLES + WINDOW_SAMPLES))
             for i in range(n)]
 

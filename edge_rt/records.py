@@ -52,6 +52,7 @@ class RecordBuilder:
 
     def __init__(self, *, backend: str, model_sha256: str, lat: Optional[float], lon: Optional[float], t0_ns: int):
         self.backend, self.model_sha256, self.lat, self.lon, self.t0_ns = backend, model_sha256, lat, lon, t0_ns
+        pb()  # a missing build fails here, and the first event does not wait for the import
 
     def ns(self, stream_s: float) -> int:
         return self.t0_ns + int(round(stream_s * 1e9))

@@ -23,7 +23,12 @@ def dbfs(audio: np.ndarray) -> float:
     """RMS level of float32[samples] in dB relative to full scale (a full-scale sine is -3 dBFS)."""
     if audio.size == 0:
         return DBFS_FLOOR
-    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
+    return dbfs_of_squares(np.square(audio, dtype=np.float64))
+
+
+def dbfs_of_squares(squares: np.ndarray) -> float:
+    """`dbfs` of audio given as its float64[samples] squares (non-empty): overlapping windows square once."""
+    rms = float(np.sqrt(np.mean(squares)))
     return max(DBFS_FLOOR, 20.0 * np.log10(rms)) if rms > 0 else DBFS_FLOOR
 
 

@@ -109,3 +109,20 @@ def test_a_clip_that_cannot_be_encoded_leaves_its_event_end_without_it(tmp_path,
     recs, pipe, _ = run(tmp_path, "broken", f"file:{tmp_path / 'burst.wav'}", be, names)
     assert [r[0] for r in recs] == ["event", "event_end"] and pipe.summary.loop_errors == 0
     assert recs[1][8] == "encoding failed: no FLAC today" and recs[1][-1] == b""
+
+
+def test_window_loudness_from_the_history_in_place_equals_each_window_measured_alone():
+    from edge_rt.pipeline import AudioHistory, levels_of
+    from edgert.yamnet.analysis import HOP_SAMPLES, WINDOW_SAMPLES, dbfs
+
+    rng = np.random.default_rng(7)
+    hist = AudioHistory(8.0)
+    audio = (rng.standard_normal(20 * 16000) * np.linspace(0, 0.8, 20 * 16000)).astype(np.float32)
+    audio[5 * 16000:6 * 16000] = 0.0
+    for at in range(0, audio.size, 12345):
+        hist.append(audio[at:at + 12345])
+    first, n = 30, 8  # windows 30..37: all still in the 8 s history (from 12 s on)
+    want = [dbfs(audio[(first + i) * HOP_SAMPLES:(first + i) * HOP_SAMPLES + WINDOW_SAMPLES]) for i in range(n)]
+    assert levels_of(hist, first, n) == want  # bit for bit
+    assert levels_of(hist, 0, 2) == [dbfs(hist.get(0, WINDOW_SAMPLES)), dbfs(hist.get(HOP_SAMPLES, HOP_SAMPLES +
+                                                                                      WINDOW_SAMPLES))]
