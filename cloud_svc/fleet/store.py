@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -11,13 +11,11 @@ from sqlalchemy.engine import Connection
 from cloud_svc.errors import WriteConflict
 from cloud_svc.fleet.algorithm import M_PER_DEG_LAT, FleetIndex, Placed, haversine_m
 from cloud_svc.schema import alert_events, alerts, cursors, events
-
-if TYPE_CHECKING:  # a type only: cloud_svc.store's Store composes this class, so importing it here would loop
-    from cloud_svc.store.base import Database
+from cloud_svc.store.base import Database
+from cloud_svc.store.lease import LEASE_SUFFIX, Lease, cursor_value
 
 log = logging.getLogger("cloud_svc.fleet")
 LEASE_S = 10.0            # a leader that stops stepping (killed, cut off) is replaced this long after its last renewal
-LEASE_SUFFIX = ":leader"  # the lease of cursor C is the row C + LEASE_SUFFIX of `cursors`
 
 
 class _CursorMoved(Exception):
@@ -29,18 +27,22 @@ class FleetStore:
 
     One correlator leads per cursor and database, whichever server (or Galera node) each runs on: the leader
     links events past the cursor and moves it, the others only read the events up to the cursor into their own
-    index, so that one of them can take over at once. Leadership is a lease (a row of `cursors`, `<cursor>:leader`,
-    whose value is its expiry in ns) taken and renewed by compare-and-set, and every advance of the cursor is a
-    compare-and-set from the position the step started at, in the transaction that writes the step's fleet
-    alerts: a second would-be leader's step therefore either fails Galera's certification (WriteConflict) or
-    moves nothing, and rolls back whole. Lease expiries compare the clocks of the servers, which NTP keeps far
-    closer than `lease_s`.
+    index, so that one of them can take over at once. Leadership is a lease (cloud_svc.store.lease: the row
+    `<cursor>:leader` of `cursors`, whose value is its expiry in ns) taken and renewed by compare-and-set, and every
+    advance of the cursor is a compare-and-set from the position the step started at, in the transaction that
+    writes the step's fleet alerts: a second would-be leader's step therefore either fails Galera's certification
+    (WriteConflict) or moves nothing, and rolls back whole.
     """
 
     def __init__(self, db: Database, *, lease_s: float = LEASE_S):
         self.db = db
-        self.lease_ns = int(lease_s * 1e9)
-        self._leases: dict[str, int] = {}  # cursor -> the lease value this store last committed: its token
+        self.lease_s = lease_s
+        self._leases: dict[str, Lease] = {}  # cursor -> this store's view of its lease
+
+    def _lease(self, cursor: str) -> Lease:
+        if cursor not in self._leases:
+            self._leases[cursor] = Lease(self.db, cursor + LEASE_SUFFIX, self.lease_s)
+        return self._leases[cursor]
 
     def correlate(self, index: FleetIndex, *, min_devices: int = 2, batch: int = 5000, settle_s: float = 2.0,
                   cursor: str = "fleet") -> list[int]:
@@ -60,7 +62,7 @@ class FleetStore:
         lease: Optional[int] = None
         try:
             with self.db.write() as conn:
-                pos, lease = self._lead(conn, cursor, now)
+                pos, lease = self._lead(conn, self._lease(cursor), cursor, now)
                 plan = self._plan_links(conn, index, pos, lease is not None, now, min_devices, batch, settle_s)
                 touched = {self._link_fleet(conn, p, near) for p, near in plan}
                 if lease is not None and index.seen_id > pos:
@@ -78,42 +80,33 @@ class FleetStore:
                 index.reset()
             raise
         if lease is not None:
-            self._leases[cursor] = lease
+            self._lease(cursor).committed(lease)
         return sorted(touched)
 
     def release(self, cursor: str = "fleet") -> None:
         """Give up the lease this store holds (a clean stop), so another correlator takes over at its next step."""
-        held = self._leases.pop(cursor, None)
-        if held is None or self.db.sqlite:
-            return
-        with self.db.write() as conn:
-            conn.execute(cursors.update().where(cursors.c.name == cursor + LEASE_SUFFIX, cursors.c.value == held)
-                         .values(value=0))
+        lease = self._leases.pop(cursor, None)
+        if lease is not None:
+            lease.release()
 
-    def _lead(self, conn: Connection, cursor: str, now: int) -> tuple[int, Optional[int]]:
-        """(the cursor's position, the lease value this store holds for the step, or None when it follows).
+    def _lead(self, conn: Connection, lease: Lease, cursor: str, now: int) -> tuple[int, Optional[int]]:
+        """(the cursor's position, the lease token this store holds for the step, or None when it follows).
 
         Followers only read, without locks, so that the leader's writes (from another Galera node) never abort
         their transactions. A candidate (the holder, or anyone once the lease expired) locks the cursor row with
         SKIP LOCKED, which keeps correlators on one server or node apart, then renews or takes the lease by
         compare-and-set; across nodes, the certification of those writes lets only one of two candidates commit.
         """
-        lease_name = cursor + LEASE_SUFFIX
-        held = self._cursor(conn, lease_name, create=True)
+        held = lease.candidate(conn, now)
         pos = self._cursor(conn, cursor, create=True)
-        assert held is not None and pos is not None  # created above
-        mine = self._leases.get(cursor)
-        if held != mine and held > now:
+        assert pos is not None  # created above
+        if held is None:
             return pos, None  # another correlator's lease runs
         locked = self._cursor(conn, cursor, skip_locked=True)
         if locked is None:
             return pos, None  # another correlator on this node is in a step
-        if held == mine and held - now > self.lease_ns // 2:
-            return locked, held  # renewed recently enough
-        new = max(now + self.lease_ns, held + 1)
-        taken = conn.execute(cursors.update().where(cursors.c.name == lease_name, cursors.c.value == held)
-                             .values(value=new))
-        return (locked, new) if taken.rowcount == 1 else (pos, None)
+        token = lease.take(conn, held, now)
+        return (locked, token) if token is not None else (pos, None)
 
     def _correlate_sqlite(self, index: FleetIndex, min_devices: int, batch: int, settle_s: float,
                           cursor: str) -> list[int]:
@@ -144,16 +137,9 @@ class FleetStore:
 
     def _cursor(self, conn: Connection, name: str, *, create: bool = False,
                 skip_locked: bool = False) -> Optional[int]:
-        """The value of a row of `cursors` (created at 0 first if asked and absent); None when absent, or when
-        skip_locked finds the row held by another correlator. The row is created only when a plain read misses
-        it: an INSERT IGNORE of an existing row would lock it, and on Galera a lock a follower holds is one the
-        leader's replicated write aborts."""
-        q = sa.select(cursors.c.value).where(cursors.c.name == name)
-        value = conn.scalar(q.with_for_update(skip_locked=True) if skip_locked else q)
-        if value is None and create:
-            conn.execute(self.db.insert_ignore(cursors).values(name=name, value=0))
-            value = conn.scalar(q)
-        return None if value is None else int(value)
+        """The cursor's value (see cloud_svc.store.lease.cursor_value); None when skip_locked finds the row held
+        by another correlator."""
+        return cursor_value(self.db, conn, name, create=create, skip_locked=skip_locked)
 
     def _plan_links(self, conn: Connection, index: FleetIndex, pos: int, mine: bool, now: int, min_devices: int,
                     batch: int, settle_s: float) -> list[tuple[Placed, list[Placed]]]:

@@ -8,14 +8,13 @@ schema belongs to cloud_svc/migrations.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from cloud_svc.db import make_engine
 from cloud_svc.db import upgrade as upgrade_schema
-from cloud_svc.fleet.store import FleetStore
 from cloud_svc.store.base import Database
 from cloud_svc.store.devices import DeviceStore
 from cloud_svc.store.ingest import IngestStore
@@ -24,6 +23,9 @@ from cloud_svc.store.outbound import OutboundStore
 from cloud_svc.store.queries import QueryStore
 from cloud_svc.store.reviews import ReviewStore
 from cloud_svc.store.users import UserStore
+
+if TYPE_CHECKING:  # imported where the Store is built: the fleet's storage builds on this package (its leases)
+    from cloud_svc.fleet.store import FleetStore
 
 __all__ = ["DeviceStore", "IngestStore", "JobStore", "OutboundStore", "QueryStore", "ReviewStore", "Store",
            "UserStore"]
@@ -41,6 +43,8 @@ class Store:
     def __init__(self, engine: Engine, *, distress_labels: Iterable[str] = (), sample_rate: float = 0.0,
                  stale_after_s: float = 120.0, clip_uri: Optional[Callable[[str], str]] = None,
                  known_labels: Optional[Iterable[str]] = None, health_sample_s: float = 60.0):
+        from cloud_svc.fleet.store import FleetStore
+
         self.engine = engine
         self.db = Database(engine)
         self.sqlite = self.db.sqlite
@@ -51,7 +55,7 @@ class Store:
         self.reviews = ReviewStore(self.db, known_labels=_taxonomy_labels() if known_labels is None else known_labels)
         self.jobs = JobStore(self.db)
         self.users = UserStore(self.db)
-        self.fleet = FleetStore(self.db)
+        self.fleet: FleetStore = FleetStore(self.db)
         self.outbound = OutboundStore(self.db)
 
     @classmethod
