@@ -7,7 +7,7 @@ from typing import Optional
 from pydantic import Field, field_validator, model_validator
 
 from edgert import labels
-from edgert.settings import Strict
+from edgert.settings import Strict, Verbatim
 
 # Characters MQTT gives a meaning to in a topic filter, and the one it forbids outright.
 TOPIC_FORBIDDEN = ("+", "#", "\x00")
@@ -48,8 +48,10 @@ class MqttConfig(Strict):
     broker: Optional[str] = Field(None, description=(
         "mqtt://[user[:password]@]host[:port] or mqtts://...; unset: no MQTT"))
     prefix: str = Field("edgert", description="topic root: PREFIX/DEVICE/event and so on")
-    username: Optional[str] = Field(None, description="overrides the broker URL's user")
-    password: Optional[str] = Field(None, description="overrides the broker URL's password")
+    username: Verbatim = Field(None, description="overrides the broker URL's user (an env variable is taken as "
+                                                 "typed; quote a number in YAML)")
+    password: Verbatim = Field(None, description="overrides the broker URL's password (an env variable is taken "
+                                                 "as typed; quote a number in YAML)")
     client_id: Optional[str] = Field(None, max_length=128, description=(
         "MQTT client id; unset: derived from the process (edgert-bridge-PREFIX, edgert-DEVICE)"))
     tls_ca: Optional[str] = Field(None, description="PEM CA bundle that signed the broker's certificate (enables TLS)")
@@ -90,7 +92,8 @@ class MqttConfig(Strict):
 
 class WebhookConfig(Strict):
     url: Optional[str] = Field(None, description="alerts are POSTed here as JSON; unset: no webhook")
-    secret: Optional[str] = Field(None, description="HMAC-SHA256 key of the signature header; unset: unsigned")
+    secret: Verbatim = Field(None, description="HMAC-SHA256 key of the signature header; unset: unsigned (an env "
+                                               "variable is taken as typed; quote a number in YAML)")
     timeout_s: float = Field(5.0, gt=0.0, le=300.0, description="one POST's timeout")
     retry_initial_s: float = Field(0.5, gt=0.0, le=60.0, description="first retry wait")
     retry_max_s: float = Field(30.0, gt=0.0, le=3600.0, description="longest retry wait")

@@ -62,3 +62,38 @@ def test_urls_must_be_http_and_link_base_loses_its_trailing_slash():
     with pytest.raises(ValidationError, match="link_base"):
         MqttConfig(link_base="dashboard:8050")
     assert MqttConfig(link_base="http://d:8050/").link_base == "http://d:8050"
+
+
+@pytest.mark.parametrize("typed", ["123456", "0123", "1e3", "0x1F", "true", "~", "null", "'quoted'", "a: b"])
+def test_credentials_from_env_variables_are_taken_exactly_as_typed(typed):
+    """A password that looks like a YAML number (or null, or a mapping) is the text the user typed, on both sides;
+    other fields still read their variables as YAML."""
+    from cloud_svc import config as cloud_config
+    from edge_rt import config as edge_config
+
+    cloud = cloud_config.load(None, env={"CLOUD_SVC__NOTIFY__MQTT__PASSWORD": typed,
+                                         "CLOUD_SVC__NOTIFY__MQTT__USERNAME": typed,
+                                         "CLOUD_SVC__NOTIFY__WEBHOOK__SECRET": typed,
+                                         "CLOUD_SVC__NOTIFY__MQTT__STATUS_S": "60"})
+    assert (cloud.notify.mqtt.password, cloud.notify.mqtt.username, cloud.notify.webhook.secret) == (typed,) * 3
+    assert cloud.notify.mqtt.status_s == 60.0
+    edge = edge_config.load(None, env={"EDGE_RT__NOTIFY__MQTT__PASSWORD": typed,
+                                       "EDGE_RT__NOTIFY__WEBHOOK__SECRET": typed})
+    assert (edge.notify.mqtt.password, edge.notify.webhook.secret) == (typed,) * 2
+
+
+def test_a_number_for_a_credential_in_a_yaml_file_is_refused_with_how_to_quote_it(tmp_path):
+    """YAML has already turned an unquoted 0123 into 83 by the time the model sees it: guessing back is wrong, so
+    the message says to quote it, without showing the value."""
+    from cloud_svc import config as cloud_config
+    from cloud_svc.errors import ConfigError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("notify:\n  mqtt:\n    password: 987654\n")
+    with pytest.raises(ConfigError, match=r"notify.mqtt.password: Value error, must be text.*quote it") as err:
+        cloud_config.load(bad)
+    assert "987654" not in str(err.value)
+    good = tmp_path / "good.yaml"
+    good.write_text("notify:\n  mqtt:\n    password: '0123'\n  webhook:\n    secret: \"1e3\"\n")
+    cfg = cloud_config.load(good)
+    assert (cfg.notify.mqtt.password, cfg.notify.webhook.secret) == ("0123", "1e3")
