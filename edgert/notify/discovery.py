@@ -4,7 +4,9 @@ YAML on the Home Assistant side, and the empty messages that remove them again.
 
 Every entity reads the device's event topic. Home Assistant drops a message whose value_template renders to
 nothing, so the templates render only for the messages an entity cares about: a label's binary_sensor turns on
-for a "start" of that label (and off_delay turns it off), the event entity fires once per event, at its start.
+for a "start" of that label (and off_delay turns it off), the event entity fires once per event, at its start;
+neither reacts to an "end" or to the cloud's "verified" note. The last-sound sensor takes every note of an event
+(they carry its label), so its attributes show the latest: the verdict once the verified note came.
 """
 from __future__ import annotations
 

@@ -16,8 +16,11 @@ from edgert.errors import NotifyError
 
 SCHEMA_VERSION = 1
 SCORE_DIGITS = 4
-PHASES = ("start", "end")
+# An event's notes: its start, its end, and (the cloud only, which verifies) "verified" once its verification is
+# over, which usually comes after the end note said "pending".
+PHASES = ("start", "end", "verified")
 VERIFICATION_STATES = ("none", "pending", "agree", "disagree", "failed", "skipped")
+FINAL_VERIFICATION_STATES = ("agree", "disagree", "failed", "skipped")
 ALERT_KINDS = ("device", "fleet")
 
 
@@ -33,7 +36,7 @@ class ClipRef:
 class EventNote:
     device_id: str
     event_id: str
-    phase: str                   # "start" | "end"
+    phase: str                   # "start" | "end" | "verified"
     label: str
     score: float
     classes: tuple[tuple[str, float], ...]
@@ -126,9 +129,12 @@ def event_dict(n: EventNote) -> dict[str, Any]:
         raise NotifyError(f"event phase must be one of {PHASES}, got {n.phase!r}")
     if n.verification not in VERIFICATION_STATES:
         raise NotifyError(f"verification state must be one of {VERIFICATION_STATES}, got {n.verification!r}")
-    if n.phase == "end" and n.end_ns is None:
-        raise NotifyError(f"the end note of event {n.event_id} has no end_ns")
-    end_ns = n.end_ns if n.phase == "end" else None
+    if n.phase != "start" and n.end_ns is None:
+        raise NotifyError(f"the {n.phase} note of event {n.event_id} has no end_ns")
+    if n.phase == "verified" and n.verification not in FINAL_VERIFICATION_STATES:
+        raise NotifyError(f"the verified note of event {n.event_id} needs a finished verification "
+                          f"{FINAL_VERIFICATION_STATES}, got {n.verification!r}")
+    end_ns = None if n.phase == "start" else n.end_ns
     clip = None if n.clip is None else {"id": n.clip.id, "url": n.clip.url, "format": n.clip.format,
                                         "sample_rate": int(n.clip.sample_rate)}
     return {

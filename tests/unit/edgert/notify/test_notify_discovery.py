@@ -44,7 +44,8 @@ def messages(device="dev-1", **cfg):
 
 def note(label="scream", phase="start"):
     return p.event_json(p.EventNote(device_id="dev-1", event_id="e" * 32, phase=phase, label=label, score=0.9,
-                                    classes=(), start_ns=1, end_ns=2 if phase == "end" else None, lat=None, lon=None))
+                                    classes=(), start_ns=1, end_ns=None if phase == "start" else 2, lat=None,
+                                    lon=None, verification="agree" if phase == "verified" else "none"))
 
 
 def test_every_config_validates_against_the_schema():
@@ -78,12 +79,14 @@ def test_one_binary_sensor_per_configured_label_turns_on_only_at_a_start_of_its_
     assert render(scream["value_template"], note("scream")) == scream["payload_on"] == "ON"
     # Home Assistant ignores an empty rendering: these leave the sensor as it is (off_delay turns it off)
     assert render(scream["value_template"], note("scream", "end")) == ""
+    assert render(scream["value_template"], note("scream", "verified")) == ""
     assert render(scream["value_template"], note("siren")) == ""
 
 
 def test_the_sensor_shows_the_last_label_with_the_note_as_attributes():
     cfg = next(validate(t, b) for t, b in messages() if "/sensor/" in t)
     assert render(cfg["value_template"], note("siren")) == "siren"
+    assert render(cfg["value_template"], note("siren", "verified")) == "siren"  # its attributes: the verdict
     assert cfg["json_attributes_topic"] == cfg["state_topic"] == "edgert/dev-1/event"
 
 
@@ -93,6 +96,7 @@ def test_the_event_entity_fires_once_per_event_with_the_label_as_event_type():
     fired = render(cfg["value_template"], note("gunshot"))
     assert json.loads(fired)["event_type"] == "gunshot" and "gunshot" in cfg["event_types"]
     assert render(cfg["value_template"], note("gunshot", "end")) == ""
+    assert render(cfg["value_template"], note("gunshot", "verified")) == ""
 
 
 def test_entities_share_one_device_and_availability_needs_every_status_topic():

@@ -40,6 +40,19 @@ def test_a_cloud_end_note_carries_verification_clip_and_duration():
     assert d["delivery"] == "event/dev-1/0123456789abcdef0123456789abcdef/end"
 
 
+def test_a_verified_note_is_the_events_end_with_its_verdict_and_a_delivery_id_of_its_own():
+    end = p.EventNote(device_id="dev-1", event_id="0123456789abcdef0123456789abcdef", phase="end", label="scream",
+                      score=0.9, classes=(), start_ns=START_NS, end_ns=END_NS, lat=None, lon=None, seq=9, pk=42,
+                      verification="pending")
+    verified = p.EventNote(**{**end.__dict__, "phase": "verified", "verification": "disagree",
+                              "verified_labels": ("shout",)})
+    a, b = json.loads(p.event_json(end)), json.loads(p.event_json(verified))
+    assert set(a) == set(b)                            # the same shape: only what changed differs
+    assert {k for k in a if a[k] != b[k]} == {"phase", "verification", "delivery"}
+    assert b["verification"] == {"state": "disagree", "labels": ["shout"]} and b["end_ns"] == END_NS
+    assert b["delivery"] == "event/dev-1/0123456789abcdef0123456789abcdef/verified"
+
+
 def test_a_start_note_never_shows_an_end_even_if_one_is_known():
     d = json.loads(p.event_json(EDGE_START.__class__(**{**EDGE_START.__dict__, "end_ns": END_NS})))
     assert d["end_ns"] is None and d["duration_s"] is None
@@ -64,6 +77,8 @@ def test_scores_read_back_from_a_single_precision_column_render_like_the_edges()
     ({"phase": "middle"}, "phase"),
     ({"verification": "maybe"}, "verification"),
     ({"phase": "end"}, "end_ns"),
+    ({"phase": "verified", "end_ns": END_NS, "verification": "pending"}, "finished verification"),
+    ({"phase": "verified", "verification": "agree"}, "end_ns"),
     ({"score": float("nan")}, "score"),
 ])
 def test_a_malformed_event_note_is_refused(change, match):
