@@ -24,6 +24,11 @@ KERNELS = [
 ]
 
 
+def x86_64(*requirements):
+    """Requirements that only x86-64 has wheels for (NVIDIA's CUDA runtime wheels, onnxruntime-gpu)."""
+    return [f"{r}; platform_machine == 'x86_64'" for r in requirements]
+
+
 def extensions():
     if PURE or not KERNELS:
         return []
@@ -43,17 +48,17 @@ setup(
     package_data={"edge_rt": ["*.yaml", "config/*.yaml"], "edgert": ["*.yaml"]},
     ext_modules=extensions(),
     python_requires=">=3.10",
-    # The GPU stacks: CuPy (the CUDA front end, TensorRT's buffers) and onnxruntime-gpu (the onnxruntime-gpu
-    # backend) with NVIDIA's runtime wheels, each for one CUDA major version. onnxruntime-gpu 1.26.0 is the last
-    # built for CUDA 12 on PyPI. onnxruntime-gpu installs the same `onnxruntime` module as the CPU wheel in
-    # requirements.lock: uninstall that one first (pip uninstall -y onnxruntime).
+    # The GPU stacks: CuPy (the CUDA front end, TensorRT's buffers) and, on x86-64, onnxruntime-gpu (the
+    # onnxruntime-gpu backend) with NVIDIA's runtime wheels, each for one CUDA major version; a Jetson (aarch64,
+    # JetPack's CUDA) gets CuPy alone. onnxruntime-gpu 1.26.0 is the last built for CUDA 12 on PyPI. It installs the
+    # same `onnxruntime` module as the CPU wheel of requirements.lock: uninstall that one first.
     extras_require={
-        "gpu": ["cupy-cuda12x==14.2.0", "onnxruntime-gpu==1.26.0", "nvidia-cuda-runtime-cu12==12.9.79",
+        "gpu": ["cupy-cuda12x==14.2.0", *x86_64("onnxruntime-gpu==1.26.0", "nvidia-cuda-runtime-cu12==12.9.79",
                 "nvidia-cuda-nvrtc-cu12==12.9.86", "nvidia-cublas-cu12==12.9.3.13", "nvidia-cufft-cu12==11.4.1.4",
-                "nvidia-curand-cu12==10.3.10.19", "nvidia-cudnn-cu12==9.28.0.42", "nvidia-nvjitlink-cu12==12.9.86"],
-        "gpu-cuda13": ["cupy-cuda13x==14.2.0", "onnxruntime-gpu==1.31.1", "nvidia-cuda-runtime==13.5.37",
+                "nvidia-curand-cu12==10.3.10.19", "nvidia-cudnn-cu12==9.28.0.42", "nvidia-nvjitlink-cu12==12.9.86")],
+        "gpu-cuda13": ["cupy-cuda13x==14.2.0", *x86_64("onnxruntime-gpu==1.31.1", "nvidia-cuda-runtime==13.5.37",
                        "nvidia-cuda-nvrtc==13.5.37", "nvidia-cublas==13.10.0.20", "nvidia-cufft==12.5.0.14",
-                       "nvidia-curand==10.4.5.25", "nvidia-cudnn-cu13==9.28.1.4", "nvidia-nvjitlink==13.5.37"],
+                       "nvidia-curand==10.4.5.25", "nvidia-cudnn-cu13==9.28.1.4", "nvidia-nvjitlink==13.5.37")],
     },
     zip_safe=False,
 )
