@@ -60,8 +60,10 @@ events = sa.Table(
     sa.Column("received_ns", sa.BigInteger, nullable=False),  # when it was committed here
     sa.UniqueConstraint("device_id", "seq"),
     sa.UniqueConstraint("event_id", "device_id"),  # event_id first: ingest looks events up by it
-    sa.Index(None, "start_ns"),
-    sa.Index(None, "label", "start_ns"),
+    # Covering indexes (migration 0006): time-window aggregates read the first alone; label + time + box filters
+    # (ListEvents, the fleet correlator's look-up) test the box on the second's entries before reading rows.
+    sa.Index(None, "start_ns", "label", "device_id", "lat", "lon"),
+    sa.Index(None, "label", "start_ns", "lat", "lon"),
     **MYSQL,
 )
 
