@@ -429,16 +429,26 @@ def _in_processes(items, cfg: EdgeConfig, backend: Backend, names, head: Optiona
     """`classify_items` spread over `jobs` processes: runs of consecutive items, each process with its own
     backend (the same runtime and precision, one thread, BLAS on one thread too), outcomes in item order.
 
-    The processes are forked, so they start with this one's imports and parts; none may inherit a backend in
-    use, so each builds its own."""
-    import multiprocessing
-
+    The processes are forked, so they start with this one's imports and parts, and each builds its own backend;
+    where the backend holds a CUDA context, which a fork does not carry, they are forked from a fresh server
+    process instead (multiprocessing's forkserver, with this module imported once)."""
     runs = deal(items, jobs * PROCESS_CHUNKS)
     spec = (backend.name, str(backend.model_dir), 1)
-    ctx = multiprocessing.get_context("fork")
+    ctx = worker_context(backend)
     with ctx.Pool(jobs, initializer=_worker_start, initargs=(cfg, spec, names, head, as_json, batch)) as pool:
         for outcomes in pool.imap(_worker_run, runs):
             yield from outcomes
+
+
+def worker_context(backend: Backend):
+    """The multiprocessing context of `--jobs` workers for `backend`: fork, or a forkserver where it uses CUDA."""
+    import multiprocessing
+
+    if not backend.USES_CUDA:
+        return multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["edge_rt.classify", "edgert.yamnet.backends"])
+    return ctx
 
 
 def deal(items: Sequence[tuple[str, Optional[str]]], runs: int) -> list[list[tuple[str, Optional[str]]]]:

@@ -36,6 +36,8 @@ class Backend(abc.ABC):
     RUNTIME: ClassVar[str] = ""
     PRECISIONS: ClassVar[dict[str, str]] = {}  # precision -> artifact file name
     DEFAULT_PRECISION: ClassVar[str] = "fp32"
+    # A CUDA context does not survive fork(): a process holding one starts its workers fresh (classify --jobs).
+    USES_CUDA: ClassVar[bool] = False
 
     def __init__(self, model_dir: str | os.PathLike | None = None, threads: int = 1, precision: str | None = None):
         self.precision = precision or self.DEFAULT_PRECISION

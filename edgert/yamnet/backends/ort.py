@@ -58,6 +58,7 @@ class OnnxRuntimeCudaBackend(OnnxRuntimeBackend):
 
     RUNTIME = "onnxruntime-gpu"
     PRECISIONS = {"fp32": paths.PATCH_ONNX}
+    USES_CUDA = True
 
     def __init__(self, model_dir=None, threads: int = 1, precision=None, *, device: int = 0):
         if device < 0:

@@ -57,6 +57,7 @@ class TensorRtBackend(Backend):
     RUNTIME = "tensorrt"
     PRECISIONS = ENGINES
     DEFAULT_PRECISION = "fp16"
+    USES_CUDA = True
 
     @classmethod
     def _check_runtime(cls) -> None:

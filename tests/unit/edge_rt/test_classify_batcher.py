@@ -88,3 +88,32 @@ def test_deal_keeps_the_order_and_splits_by_size(tmp_path):
     assert [x for run in runs for x in run] == items and 2 <= len(runs) <= 4
     assert all(run for run in runs)
     assert deal([], 3) == [[]] and deal(items[:1], 8) == [items[:1]]
+
+
+def test_a_cuda_backend_starts_its_workers_from_a_fresh_process_with_the_same_output(tmp_path, model_dir,
+                                                                                        monkeypatch):
+    """A CUDA context does not survive fork(): such a backend's --jobs workers come from a forkserver (here the
+    CPU backend stands in, marked as using CUDA), and the output is the one process's."""
+    import io
+
+    import soundfile as sf
+
+    from edge_rt.classify import classify_files, worker_context
+    from edgert.yamnet import backends
+    from edgert.yamnet.backends.ort import OnnxRuntimeBackend
+    from edgert.yamnet.classmap import class_names
+    from edgert.yamnet.head import Head
+
+    rng = np.random.default_rng(2)
+    for i in range(4):
+        sf.write(tmp_path / f"{i}.wav", (0.2 * rng.standard_normal(int((1.5 + i) * 16000))).astype(np.float32), 16000)
+    cfg = config.load(overrides={"runtime.model_dir": str(model_dir)})
+    be = backends.load("onnxruntime", model_dir)
+    parts = (cfg, be, class_names(model_dir), Head.load_optional(model_dir))
+    assert worker_context(be).get_start_method() == "fork"
+    one, many = io.StringIO(), io.StringIO()
+    assert classify_files([str(tmp_path)], *parts, out=one) == 0
+    monkeypatch.setattr(OnnxRuntimeBackend, "USES_CUDA", True)
+    assert worker_context(be).get_start_method() == "forkserver"
+    assert classify_files([str(tmp_path)], *parts, out=many, jobs=2) == 0
+    assert many.getvalue() == one.getvalue() and len(one.getvalue().splitlines()) == 4
