@@ -12,7 +12,7 @@ Without a GPU (no nvidia-smi, or onnxruntime without its CUDA execution provider
 why and measures nothing; `--dry-run` runs every step with the CPU backend in the GPU's place to check the script
 itself, and prints no GPU figure and no verdict.
 
-    .venv/bin/python bench/classify_gpu.py [--batch 256] [--jobs 8] [--minutes 60] [--dry-run]
+    .venv/bin/python bench/classify_gpu.py [--batch 256] [--jobs 8] [--minutes 60] [--frontend cuda] [--dry-run]
 """
 from __future__ import annotations
 
@@ -115,6 +115,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=256, help="windows per GPU call (default 256)")
     ap.add_argument("--jobs", type=int, default=min(8, os.cpu_count() or 1),
                     help="processes sharing the GPU (default: min(8, CPUs))")
+    ap.add_argument("--frontend", choices=["cuda", "cython"], default="cuda",
+                    help="the GPU run's front end (EDGE_RT_FRONTEND; default cuda, the CuPy twin)")
     ap.add_argument("--dry-run", action="store_true", help="no GPU: run every step with the CPU backend in its place "
                                                            "(checks the script; prints no GPU figure, no verdict)")
     args = ap.parse_args()
@@ -124,7 +126,7 @@ def main() -> int:
         console.print(f"skipped: {why}; no GPU figure measured")
         return 0
     gpu_backend = "onnxruntime" if args.dry_run else GPU_BACKEND
-    gpu_env = {} if args.dry_run else {"EDGE_RT_FRONTEND": "cuda"}
+    gpu_env = {} if args.dry_run else {"EDGE_RT_FRONTEND": args.frontend}
     one_core = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "hour"
@@ -138,7 +140,8 @@ def main() -> int:
         sf.write(live, sf.read(files[0], dtype="float32")[0][:LIVE_SECONDS * 16000], 16000, subtype="FLOAT")
         cpu_lat = realtime_latency(live, "onnxruntime", cores="0", env=one_core, spool=Path(tmp) / "s1")
         gpu_lat = realtime_latency(live, gpu_backend, cores=None, env=gpu_env, spool=Path(tmp) / "s2")
-    label = "CPU standing in for the GPU (dry run)" if args.dry_run else f"{GPU_BACKEND} ({gpu_name()})"
+    label = ("CPU standing in for the GPU (dry run)" if args.dry_run
+             else f"{GPU_BACKEND} ({gpu_name()}), {args.frontend} front end")
     t = Table(title=f"classify over {audio_h * 60:.0f} min of audio ({len(files)} files): GPU against one CPU core")
     for col in ("path", "command", "wall s", "audio h/s", "vs one core", "realtime loop p50 ms", "p99 ms"):
         t.add_column(col, justify="left" if col in ("path", "command") else "right")
