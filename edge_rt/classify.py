@@ -49,6 +49,8 @@ BATCH_WINDOWS = 16
 """Windows (0.48 s apart, so 7.7 s of audio) of one recording analysed together: the head and the detector take
 them as one group, and by default the model scores that many windows per call, across recordings when they are
 short. Larger batches are no faster per window and cost the model's activations: 64 windows add ~110 MB."""
+FILE_COST_S = 0.05
+"""What opening and setting up one file costs, in seconds of audio it would take to classify (for `deal`)."""
 PROCESS_CHUNKS = 16
 """`--jobs N` deals the files out in about N x this many runs of consecutive files, by size: enough that the last
 run to finish leaves the other processes little idle time, few enough that each run batches its short files."""
@@ -452,17 +454,21 @@ def worker_context(backend: Backend):
 
 
 def deal(items: Sequence[tuple[str, Optional[str]]], runs: int) -> list[list[tuple[str, Optional[str]]]]:
-    """Split items into at most `runs` runs of consecutive items of about equal work (a file's size in bytes;
-    skipped paths weigh nothing)."""
-    def weight(item: tuple[str, Optional[str]]) -> int:
+    """Split items into at most `runs` runs of consecutive items of about equal work: a file's seconds of audio
+    (what the model's time follows) and FILE_COST_S for opening it; skipped paths weigh nothing."""
+    import soundfile as sf
+
+    def weight(item: tuple[str, Optional[str]]) -> float:
         path, why = item
+        if why is not None:
+            return 0.0
         try:
-            return Path(path).stat().st_size if why is None else 0
-        except OSError:
-            return 0
+            return sf.info(path).duration + FILE_COST_S
+        except Exception:  # noqa: BLE001 - it fails later, with its message, where it is classified
+            return FILE_COST_S
 
     weights = [weight(it) for it in items]
-    share = max(1, sum(weights)) / max(1, runs)
+    share = max(sum(weights), 1e-9) / max(1, runs)
     out: list[list[tuple[str, Optional[str]]]] = [[]]
     held = 0.0
     for item, w in zip(items, weights):

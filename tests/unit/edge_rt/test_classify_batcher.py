@@ -77,16 +77,20 @@ def test_a_model_failure_fails_every_file_waiting_on_it_and_the_rest_go_on(tmp_p
     assert all(o.line is None and "fell over" in o.messages[0] for o in out[2:])
 
 
-def test_deal_keeps_the_order_and_splits_by_size(tmp_path):
+def test_deal_keeps_the_order_and_splits_by_seconds_of_audio(tmp_path):
+    import soundfile as sf
+
     items = []
-    for i, size in enumerate([100, 100, 100, 100, 400, 100, 100]):
+    for i, seconds in enumerate([1, 1, 1, 1, 4, 1, 1]):
         p = tmp_path / f"{i}.wav"
-        p.write_bytes(bytes(size))
+        sf.write(p, np.zeros(seconds * 8000, np.float32), 8000)
         items.append((str(p), None))
     items.insert(3, (str(tmp_path), "warning: skipping something"))
+    items.append((str(tmp_path / "missing.wav"), None))
     runs = deal(items, 4)
     assert [x for run in runs for x in run] == items and 2 <= len(runs) <= 4
     assert all(run for run in runs)
+    assert any(run == [items[5]] for run in runs), "the 4 s file is a quarter of the work: a run of its own"
     assert deal([], 3) == [[]] and deal(items[:1], 8) == [items[:1]]
 
 
