@@ -530,17 +530,20 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("mqtt", help="publish stored events, alerts and device status to MQTT (Home Assistant "
                                     "discovery), and alerts to a webhook", epilog=EPILOG, formatter_class=fmt,
                        description="A bridge from the database to an MQTT broker: PREFIX/DEVICE/event (a note at "
-                       "each event's start and end), PREFIX/DEVICE/alert, PREFIX/fleet/alert, PREFIX/DEVICE/status "
-                       "(retained: online/offline, RTF, backlog) and Home Assistant discovery under homeassistant/. "
-                       "QoS 1; it resumes from a cursor stored in the database after a broker outage or a restart. "
-                       "Run one bridge per database and prefix. The broker password may also come from "
-                       "$CLOUD_SVC__NOTIFY__MQTT__PASSWORD.")
+                       "each event's start and end, and one when its verification is over), PREFIX/DEVICE/alert, "
+                       "PREFIX/fleet/alert, PREFIX/DEVICE/status (retained: online/offline, RTF, backlog) and Home "
+                       "Assistant discovery under homeassistant/. QoS 1; it resumes from a cursor stored in the "
+                       "database after a broker outage or a restart. Several bridges (one per replica or host) may "
+                       "follow one database: per prefix one relays, the others stand by and take over within "
+                       "bridge.lease_s (10 s) when it dies, at once when it stops cleanly. The broker password may "
+                       "also come from $CLOUD_SVC__NOTIFY__MQTT__PASSWORD, taken as typed.")
     q.add_argument("--db", required=True, help="the server's database URL")
     q.add_argument("--broker", help="mqtt://[USER[:PASSWORD]@]HOST[:PORT] or mqtts://...")
     q.add_argument("--prefix", help="topic root (default edgert)")
     q.add_argument("--username")
     q.add_argument("--password", help="(or $CLOUD_SVC__NOTIFY__MQTT__PASSWORD, which keeps it out of ps)")
-    q.add_argument("--client-id", help="MQTT client id (default edgert-bridge-PREFIX)")
+    q.add_argument("--client-id", help="MQTT client id (default edgert-bridge-PREFIX-RANDOM; give each bridge its "
+                                       "own)")
     q.add_argument("--tls-ca", help="PEM CA of the broker's certificate (enables TLS)")
     q.add_argument("--tls-cert", help="PEM client certificate")
     q.add_argument("--tls-key", help="PEM client key")
@@ -548,7 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--link-base", help="the dashboard's URL: an end note's clip.url is LINK_BASE/event/PK")
     q.add_argument("--webhook", metavar="URL", help="POST every alert here as JSON")
     q.add_argument("--webhook-secret", help="HMAC-SHA256 key of the X-Edgert-Signature header")
-    q.add_argument("--config", help="YAML file of CloudConfig keys (notify.mqtt, notify.webhook, ingest.stale_after_s)")
+    q.add_argument("--config", help="YAML file of CloudConfig keys (notify.mqtt, notify.webhook, bridge, "
+                                    "ingest.stale_after_s)")
     q.add_argument("--no-migrate", action="store_true", help="do not run migrations on start")
 
     f = sub.add_parser("correlate", help="run the fleet correlator on its own (one leader at a time per database)")

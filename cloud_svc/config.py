@@ -86,6 +86,21 @@ class FleetConfig(Strict):
         return self
 
 
+class BridgeConfig(Strict):
+    """How the notification bridges over one database share the work (notify says what they publish)."""
+    lease_s: float = Field(10.0, ge=1.0, le=600.0, description=(
+        "one bridge per transport and prefix relays at a time, under a lease it renews as it polls; when it dies "
+        "or stalls, another takes over this long after its last renewal (a clean stop hands over at once)"))
+    poll_s: float = Field(0.5, gt=0.0, le=60.0, description=(
+        "a bridge looks for new rows, and one standing by at the lease, this often"))
+
+    @model_validator(mode="after")
+    def _polls_per_lease(self):
+        if self.poll_s * 3 > self.lease_s:
+            raise ValueError("bridge.lease_s must last at least three bridge.poll_s")
+        return self
+
+
 class TlsConfig(Strict):
     cert: Optional[str] = Field(None, description="PEM certificate chain of the server")
     key: Optional[str] = Field(None, description="PEM private key of the server")
@@ -120,6 +135,7 @@ class CloudConfig(Strict):
     tls: TlsConfig = TlsConfig()
     notify: NotifyConfig = Field(NotifyConfig(), description=(
         "MQTT (with Home Assistant discovery) and webhook notifications of the bridge (`mqtt`, `serve --mqtt`)"))
+    bridge: BridgeConfig = BridgeConfig()
 
     @model_validator(mode="after")
     def _open_query_on_loopback_only(self):

@@ -125,6 +125,7 @@ verifications = sa.Table(
     sa.Column("created_ns", sa.BigInteger, nullable=False),
     sa.Column("done_ns", sa.BigInteger, nullable=True),
     sa.Index(None, "status", "id"),
+    sa.Index(None, "done_ns"),  # the notification bridge reads finished verifications by it (migration 0005)
     **MYSQL,
 )
 
@@ -170,7 +171,7 @@ rejects = sa.Table(
 )
 
 cursors = sa.Table(
-    "cursors", metadata,  # progress of the workers that read every event once (the fleet correlator)
+    "cursors", metadata,  # progress and leases of the workers that read every row once (fleet correlator, bridge)
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("value", sa.BigInteger, nullable=False),
     **MYSQL,

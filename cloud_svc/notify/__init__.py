@@ -24,7 +24,8 @@ def wanted(cfg: "CloudConfig") -> bool:
 
 def build_bridge(cfg: "CloudConfig", store: "Store") -> Bridge:
     """The bridge the config asks for, over `store`: an MQTT transport when notify.mqtt.broker is set, a webhook
-    transport when notify.webhook.url is. Bad settings raise NotifyError here."""
+    transport when notify.webhook.url is, each relaying while it holds its lease (cfg.bridge). Bad settings raise
+    NotifyError here."""
     from edgert import labels
 
     transports: list[Transport] = []
@@ -34,4 +35,4 @@ def build_bridge(cfg: "CloudConfig", store: "Store") -> Bridge:
     if cfg.notify.webhook.url:
         transports.append(WebhookTransport(cfg.notify.webhook))
     return Bridge(store.outbound, transports, stale_after_s=cfg.ingest.stale_after_s,
-                  link_base=cfg.notify.mqtt.link_base)
+                  link_base=cfg.notify.mqtt.link_base, poll_s=cfg.bridge.poll_s, lease_s=cfg.bridge.lease_s)

@@ -1,7 +1,8 @@
-"""Following one kind of stored row (event starts, event ends, alerts) for one transport, with a cursor in the
-database, so that every row is sent at least once across broker outages and bridge restarts.
+"""Following one kind of stored row (event starts, event ends, finished verifications, alerts) for one transport,
+with a cursor in the database, so that every row is sent at least once across broker outages and bridge restarts.
 
-Rows are keyed in the order the store reads them: events and alerts by id, ends by (received_ns, event pk).
+Rows are keyed in the order the store reads them: events and alerts by id, ends by (received_ns, event pk),
+verifications by (done_ns, event pk).
 Transactions commit in any order (MySQL runs several committers, and the fleet correlator writes alerts beside
 them), so a row may become visible after rows with larger keys were sent. The follower therefore
 
@@ -16,7 +17,9 @@ them), so a row may become visible after rows with larger keys were sent. The fo
 A relay that is stopped cleanly keeps stepping until its cursors are past everything it sent (at most settle_s),
 so a restart repeats nothing. After a crash the follower starts from the stored cursor, and what it had sent
 above it (at most the last settle_s of rows, and for ids only rows behind a gap) goes out once more:
-at-least-once, with the notes' stable delivery ids for the receiver to drop repeats.
+at-least-once, with the notes' stable delivery ids for the receiver to drop repeats. Every move of a cursor is a
+compare-and-set from where the follower read it (and, in a relay, fenced by the relay's lease), so a follower that
+another process overtook moves nothing and starts over from the stored cursor.
 """
 from __future__ import annotations
 
@@ -70,6 +73,14 @@ class Follower:
         self._limit = batch
         self.count = 0                      # notes sent by this follower
 
+    def reset(self) -> None:
+        """Forgets the cursor and what was sent above it: the next pending() starts from the stored cursor (another
+        bridge led meanwhile, or is about to)."""
+        self.cursor = None
+        self._sent = set()
+        self._read = []
+        self._limit = self.batch
+
     def begin(self) -> int:
         """The cursor: the stored one, or one started at the stream's head (what is stored from now on is sent)."""
         if self.cursor is None:
@@ -99,10 +110,23 @@ class Follower:
         self.count += len(items)
 
     def advance(self, now_ns: Optional[int] = None) -> bool:
-        """Moves the stored cursor over the sent rows of the last read that nothing can still appear below;
-        True when it moved."""
-        if self.cursor is None:
+        """Moves the stored cursor over the sent rows of the last read that nothing can still appear below, on its
+        own (a relay moves all of its followers' cursors in one fenced transaction instead); True when it moved.
+        When another process moved the cursor meanwhile, the follower starts over from the stored one."""
+        pos = self.plan(now_ns)
+        if pos is None or self.cursor is None:
             return False
+        if not self.store.move_cursors([(self.cursor_name, self.cursor, pos)]):
+            self.reset()
+            return False
+        self.moved(pos)
+        return True
+
+    def plan(self, now_ns: Optional[int] = None) -> Optional[int]:
+        """Where the cursor can move: past the sent rows of the last read that nothing can still appear below;
+        None when it stays."""
+        if self.cursor is None:
+            return None
         settled = (time.time_ns() if now_ns is None else now_ns) - self.settle_ns
         pos = self.cursor
         items = self._read
@@ -124,9 +148,9 @@ class Follower:
             if nxt is None and self.full:
                 break
             pos = it.pos
-        if pos == self.cursor:
-            return False
-        self.store.set_cursor(self.cursor_name, pos)
+        return None if pos == self.cursor else pos
+
+    def moved(self, pos: int) -> None:
+        """The stored cursor is at `pos` now (plan()'s answer, committed)."""
         self.cursor = pos
         self._sent = {k for k in self._sent if k[0] > pos}
-        return True

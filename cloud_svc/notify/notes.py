@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from cloud_svc.store.outbound import DeviceState, StoredAlert, StoredEnd, StoredEvent
+from cloud_svc.store.outbound import DeviceState, StoredAlert, StoredEnd, StoredEvent, StoredVerdict
 from edgert.notify.payloads import AlertNote, ClipRef, EventNote, StatusNote
 
 
@@ -19,13 +19,19 @@ def start_note(e: StoredEvent) -> EventNote:
                      verification=e.verification.state, verified_labels=e.verification.labels)
 
 
-def end_note(x: StoredEnd, link_base: Optional[str] = None) -> EventNote:
+def end_note(x: StoredEnd, link_base: Optional[str] = None, *, phase: str = "end") -> EventNote:
     clip = None if x.clip_format is None else ClipRef(id=str(x.pk), url=clip_url(link_base, x.pk),
                                                       format=x.clip_format, sample_rate=x.clip_sample_rate)
-    return EventNote(device_id=x.device_id, event_id=x.event_id, phase="end", label=x.label, score=x.score,
+    return EventNote(device_id=x.device_id, event_id=x.event_id, phase=phase, label=x.label, score=x.score,
                      classes=x.classes, start_ns=x.start_ns, end_ns=x.end_ns, lat=x.lat, lon=x.lon, seq=x.seq,
                      pk=x.pk, verification=x.verification.state, verified_labels=x.verification.labels, clip=clip,
                      clip_dropped=x.clip_dropped)
+
+
+def verified_note(v: StoredVerdict, link_base: Optional[str] = None) -> EventNote:
+    """The event's end note again, with phase "verified" and the finished verification: what a receiver that
+    saw "pending" at the end waits for."""
+    return end_note(v.end, link_base, phase="verified")
 
 
 def alert_note(a: StoredAlert) -> AlertNote:

@@ -1,10 +1,12 @@
 """Where the bridge's notes go: a small transport base and its kinds (MQTT, webhook), found by their KEY among the
-base's subclasses. The bridge's loop only calls `open`, `send`, `statuses` and `close`; it never knows which
-transport it drives."""
+base's subclasses. The bridge's loop only calls `open`, `lead`, `stand_by`, `send`, `statuses` and `close`; it
+never knows which transport it drives."""
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
+import time
 import zlib
 from typing import ClassVar, Optional, Sequence
 
@@ -26,8 +28,10 @@ from edgert.notify.topics import Topics
 
 log = logging.getLogger("cloud_svc.notify")
 
-EVENTS, ENDS, ALERTS = "events", "ends", "alerts"
+EVENTS, ENDS, VERIFIED, ALERTS = "events", "ends", "verified", "alerts"
 CURSOR_NAME_MAX = 64  # cursors.name is a String(64)
+# what follows a transport's cursor prefix: a stream's name, or the lease of the bridge that keeps them
+CURSOR_SUFFIX_MAX = max(len(f":{n}") for n in (EVENTS, ENDS, VERIFIED, ALERTS, "leader"))
 
 
 class Transport:
@@ -46,6 +50,13 @@ class Transport:
     def open(self) -> None:
         """Connects. Raises NotifyError when the destination refuses us (wrong credentials); being unreachable
         is not an error here: the transport keeps trying."""
+
+    def lead(self) -> None:
+        """This bridge relays from now on (it took the lease): be ready to send. Raises like open()."""
+
+    def stand_by(self) -> None:
+        """Another bridge relays: let go of the destination quietly (say nothing, leave nothing behind that
+        speaks for this bridge later), until lead()."""
 
     def send(self, notes: Sequence[EventNote | AlertNote]) -> None:
         raise NotImplementedError
@@ -67,18 +78,23 @@ def transport_kinds() -> dict[str, type[Transport]]:
 
 def _cursor_prefix(kind: str, scope: str) -> str:
     name = f"notify:{kind}:{scope}"
-    if len(name) + len(":alerts") <= CURSOR_NAME_MAX:
+    if len(name) + CURSOR_SUFFIX_MAX <= CURSOR_NAME_MAX:
         return name
     return f"notify:{kind}:{scope[:24]}~{zlib.crc32(scope.encode()):08x}"
 
 
 class MqttTransport(Transport):
-    """Events, ends and alerts on PREFIX/DEVICE/event, PREFIX/DEVICE/alert and PREFIX/fleet/alert; each device's
-    retained status on PREFIX/DEVICE/status (on change and every status_s), and its Home Assistant discovery when
-    the bridge first sees it on a connection; the bridge's own retained status, with an offline will."""
+    """Events, ends, verified notes and alerts on PREFIX/DEVICE/event, PREFIX/DEVICE/alert and PREFIX/fleet/alert;
+    each device's retained status on PREFIX/DEVICE/status (on change and every status_s), and its Home Assistant
+    discovery when the bridge first sees it on a connection; the bridge's own retained status (on each connection
+    and every status_s), with an offline will.
+
+    Only the leading bridge is connected: one standing by has disconnected cleanly, so neither its will nor its
+    client id can speak over the leader's. Each bridge connects under its own client id (unless one is
+    configured), so a leader that stalled and comes back never takes its successor's session."""
 
     KEY = "mqtt"
-    streams = (EVENTS, ENDS, ALERTS)
+    streams = (EVENTS, ENDS, VERIFIED, ALERTS)
     chunk = 32
 
     def __init__(self, cfg: MqttConfig, *, all_labels: Sequence[str], sw_version: str = ""):
@@ -86,14 +102,20 @@ class MqttTransport(Transport):
         self.topics = Topics(cfg.prefix)
         self.all_labels = list(all_labels)
         self.sw_version = sw_version
-        client_id = cfg.client_id or f"edgert-bridge-{cfg.prefix.replace('/', '-')}"[:128]
-        self.publisher = MqttPublisher(cfg, client_id=client_id,
-                                       will=(self.topics.bridge_status(), bridge_json(False)))
+        self.client_id = cfg.client_id or (f"edgert-bridge-{cfg.prefix.replace('/', '-')}"[:119]
+                                           + f"-{secrets.token_hex(4)}")
+        self.publisher = self._publisher()
+        self._standing_by = False                 # the publisher was closed for another bridge's turn
         self._connection = 0                      # the publisher's connection our retained state is on
+        self._online_ns = 0                       # when the bridge's own status last went out
         self._discovered: set[str] = set()        # devices whose discovery went out on this connection
         self._status: dict[str, tuple[bool, int]] = {}  # device -> (online, when its status went out)
         self._skipped: set[str] = set()           # devices whose id cannot be a topic level (warned once)
         self.skipped = 0
+
+    def _publisher(self) -> MqttPublisher:
+        return MqttPublisher(self.cfg, client_id=self.client_id,
+                             will=(self.topics.bridge_status(), bridge_json(False)))
 
     @property
     def cursor_prefix(self) -> str:
@@ -108,12 +130,29 @@ class MqttTransport(Transport):
         except NotifyUnavailable as exc:
             log.warning("%s; the bridge keeps trying", exc)
 
+    def lead(self) -> None:
+        if self._standing_by:
+            self.publisher = self._publisher()
+            self._standing_by = False
+            self._connection = 0
+            self.open()
+
+    def stand_by(self) -> None:
+        if not self._standing_by:
+            self.publisher.close()  # a clean DISCONNECT: the broker drops the will, the leader's status stands
+            self._standing_by = True
+
     def _fresh_connection(self) -> None:
         """On a connection the bridge has not used yet, say it is online and forget what the broker held for it:
-        a broker restarted without persistence lost the retained discovery and statuses."""
+        a broker restarted without persistence lost the retained discovery and statuses. The bridge's status is
+        said again every status_s: a bridge that stalled past its lease may have its will published (offline)
+        after its successor said online."""
         n = self.publisher.connections
-        if n != self._connection:
+        now = time.monotonic_ns()
+        if n != self._connection or now - self._online_ns >= int(self.cfg.status_s * 1e9):
             self.publisher.publish(self.topics.bridge_status(), bridge_json(True), retain=True)
+            self._online_ns = now
+        if n != self._connection:
             self._connection = n
             self._discovered.clear()
             self._status.clear()
@@ -170,7 +209,7 @@ class MqttTransport(Transport):
 
     def close(self) -> None:
         try:
-            if self.publisher.connected:
+            if self.publisher.connected and not self._standing_by:
                 self.publisher.publish(self.topics.bridge_status(), bridge_json(False), retain=True)
         except NotifyError as exc:
             log.info("MQTT: could not say the bridge is offline: %s", exc)

@@ -1,17 +1,24 @@
-"""What the notification bridge reads and keeps: the events, ends and alerts stored after a position, the devices'
-liveness and health, and the bridge's cursors (rows of `cursors`). Nothing here knows MQTT or webhooks."""
+"""What the notification bridge reads and keeps: the events, ends, finished verifications and alerts stored after
+a position, the devices' liveness and health, and the bridge's cursors and leases (rows of `cursors`). Nothing here
+knows MQTT or webhooks."""
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from cloud_svc.schema import alerts, clips, cursors, devices, event_ends, events, top_classes, verifications
 from cloud_svc.store.base import Database, chunks
+from cloud_svc.store.lease import LEASE_SUFFIX, Lease, cursor_value
+
+# The statuses of a verification that is over: its verdict is in (done: agree or disagree), the verifier had
+# nothing to judge (skipped), or it was given up (failed). Each sets done_ns.
+FINISHED = ("done", "skipped", "failed")
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,13 @@ class StoredEnd:
 
 
 @dataclass(frozen=True)
+class StoredVerdict:
+    """A finished verification, with its event's end as the verified note repeats it."""
+    end: StoredEnd
+    done_ns: int                   # when the verification finished
+
+
+@dataclass(frozen=True)
 class StoredAlert:
     id: int
     kind: str
@@ -98,6 +112,10 @@ def verification_state(status: Optional[str], agree: Optional[bool]) -> str:
     return status if status in ("failed", "skipped") else "pending"
 
 
+class _Fenced(Exception):
+    """Raised inside a cursor move's transaction (so it rolls back) when the mover may no longer move them."""
+
+
 class OutboundStore:
     """Reads in key order, a page at a time; thread-safe like the rest of the store (a connection per call)."""
 
@@ -107,17 +125,43 @@ class OutboundStore:
     # ------------------------------------------------------------------------------------------ cursors
     def cursor(self, name: str, start: int) -> int:
         """The cursor's value; a cursor seen for the first time is created at `start` (where following begins)."""
-        with self.db.write() as conn:
-            value = conn.scalar(sa.select(cursors.c.value).where(cursors.c.name == name))
-            if value is None:
-                conn.execute(self.db.insert_ignore(cursors).values(name=name, value=int(start)))
-                value = conn.scalar(sa.select(cursors.c.value).where(cursors.c.name == name))
+        with self.db.read() as conn:
+            value = cursor_value(self.db, conn, name)
+        if value is None:
+            with self.db.write() as conn:
+                value = cursor_value(self.db, conn, name, create=True, start=start)
         assert value is not None  # created just above
-        return int(value)
+        return value
 
-    def set_cursor(self, name: str, value: int) -> None:
-        with self.db.write() as conn:
-            conn.execute(cursors.update().where(cursors.c.name == name).values(value=int(value)))
+    def lease(self, cursor_prefix: str, lease_s: float) -> Lease:
+        """The lease of the bridge that keeps the cursors `cursor_prefix:*`: one bridge relays them at a time."""
+        return Lease(self.db, cursor_prefix + LEASE_SUFFIX, lease_s)
+
+    def move_cursors(self, moves: Sequence[tuple[str, int, int]], lease: Optional[Lease] = None) -> bool:
+        """Moves each cursor (name, from, to) in one transaction, by compare-and-set from where its mover read it,
+        and fenced by the mover's `lease` when given (renewing it). False, with nothing moved, when a cursor was
+        not where its mover thought (another process moved it), or the lease was lost: the mover then reads the
+        cursors again, or stands by."""
+        now = time.time_ns()
+        token: Optional[int] = None
+        try:
+            with self.db.write() as conn:
+                if lease is not None:
+                    token = lease.fence(conn, now)
+                    if token is None:
+                        raise _Fenced(f"lease {lease.name!r} was taken by another bridge")
+                for name, old, new in moves:
+                    moved = conn.execute(cursors.update().where(cursors.c.name == name, cursors.c.value == old)
+                                         .values(value=int(new)))
+                    if moved.rowcount != 1:
+                        raise _Fenced(f"cursor {name!r} is no longer at {old}")
+        except _Fenced:
+            if lease is not None and token is None:
+                lease.committed(None)
+            return False
+        if lease is not None:
+            lease.committed(token)
+        return True
 
     def heads(self) -> tuple[int, int]:
         """(the largest event id, the largest alert id): where a new follower of events and alerts starts."""
@@ -144,20 +188,24 @@ class OutboundStore:
     def ends_after(self, after_ns: int, limit: int) -> list[StoredEnd]:
         """Ends stored (received_ns) after after_ns, by (received_ns, event pk), with their event, clip and
         verification: what their end notes need."""
-        e, x, c, v = events, event_ends, clips, verifications
-        q = (sa.select(x.c.event_pk, e.c.device_id, e.c.event_id, x.c.seq, e.c.label, x.c.score, e.c.start_ns,
-                       x.c.end_ns, e.c.lat, e.c.lon, x.c.received_ns, x.c.clip_dropped, c.c.format,
-                       c.c.sample_rate, v.c.status, v.c.agree, v.c.labels)
-             .select_from(x.join(e, e.c.id == x.c.event_pk).outerjoin(c, c.c.event_pk == x.c.event_pk)
-                          .outerjoin(v, v.c.event_pk == x.c.event_pk))
-             .where(x.c.received_ns > after_ns).order_by(x.c.received_ns, x.c.event_pk).limit(limit))
+        x = event_ends
+        q = _ends_query().where(x.c.received_ns > after_ns).order_by(x.c.received_ns, x.c.event_pk).limit(limit)
         with self.db.read() as conn:
             rows = conn.execute(q).all()
             classes = self._classes(conn, [r.event_pk for r in rows], final=True)
-        return [StoredEnd(int(r.event_pk), r.device_id, r.event_id, int(r.seq), r.label, float(r.score),
-                          int(r.start_ns), int(r.end_ns), r.lat, r.lon, int(r.received_ns),
-                          classes.get(r.event_pk, ()), r.format, int(r.sample_rate or 0), r.clip_dropped or "",
-                          _verification(r.status, r.agree, r.labels)) for r in rows]
+        return [_stored_end(r, classes) for r in rows]
+
+    def verdicts_after(self, after_ns: int, limit: int) -> list[StoredVerdict]:
+        """Verifications that finished (done, skipped or failed; by done_ns) after after_ns, by (done_ns, event
+        pk), with their event's end: what the verified notes need. A verification runs on an ended event only."""
+        v = verifications
+        q = (_ends_query().add_columns(v.c.done_ns)
+             .where(v.c.status.in_(FINISHED), v.c.done_ns > after_ns)
+             .order_by(v.c.done_ns, v.c.event_pk).limit(limit))
+        with self.db.read() as conn:
+            rows = conn.execute(q).all()
+            classes = self._classes(conn, [r.event_pk for r in rows], final=True)
+        return [StoredVerdict(_stored_end(r, classes), int(r.done_ns)) for r in rows]
 
     def alerts_after(self, after_id: int, limit: int) -> list[StoredAlert]:
         """Device and fleet alerts with id > after_id, by id, as they are now (a fleet alert grows as devices
@@ -200,6 +248,23 @@ class OutboundStore:
             if pick is not None:
                 out[pk] = pick
         return out
+
+
+def _ends_query() -> sa.Select:
+    """Ends with their event, clip and verification (outer: an end may have neither), unfiltered."""
+    e, x, c, v = events, event_ends, clips, verifications
+    return (sa.select(x.c.event_pk, e.c.device_id, e.c.event_id, x.c.seq, e.c.label, x.c.score, e.c.start_ns,
+                      x.c.end_ns, e.c.lat, e.c.lon, x.c.received_ns, x.c.clip_dropped, c.c.format, c.c.sample_rate,
+                      v.c.status, v.c.agree, v.c.labels)
+            .select_from(x.join(e, e.c.id == x.c.event_pk).outerjoin(c, c.c.event_pk == x.c.event_pk)
+                         .outerjoin(v, v.c.event_pk == x.c.event_pk)))
+
+
+def _stored_end(r, classes: dict[int, tuple[tuple[str, float], ...]]) -> StoredEnd:
+    return StoredEnd(int(r.event_pk), r.device_id, r.event_id, int(r.seq), r.label, float(r.score),
+                     int(r.start_ns), int(r.end_ns), r.lat, r.lon, int(r.received_ns), classes.get(r.event_pk, ()),
+                     r.format, int(r.sample_rate or 0), r.clip_dropped or "",
+                     _verification(r.status, r.agree, r.labels))
 
 
 def _verification(status: Optional[str], agree: Optional[bool], labels) -> Verification:

@@ -53,7 +53,8 @@ class MqttConfig(Strict):
     password: Verbatim = Field(None, description="overrides the broker URL's password (an env variable is taken "
                                                  "as typed; quote a number in YAML)")
     client_id: Optional[str] = Field(None, max_length=128, description=(
-        "MQTT client id; unset: derived from the process (edgert-bridge-PREFIX, edgert-DEVICE)"))
+        "MQTT client id; unset: derived from the process (edgert-bridge-PREFIX-RANDOM, edgert-DEVICE); bridges "
+        "on one database need their own"))
     tls_ca: Optional[str] = Field(None, description="PEM CA bundle that signed the broker's certificate (enables TLS)")
     tls_cert: Optional[str] = Field(None, description="PEM client certificate")
     tls_key: Optional[str] = Field(None, description="PEM client key")

@@ -1,6 +1,7 @@
 """The notification bridge over a real store (SQLite and MariaDB) and a real Mosquitto: its cursors survive late
 commits and restarts, its notes land on the right topics, device status follows the heartbeats, discovery is
-republished to a broker that forgot it, and the webhook gets signed alerts."""
+republished to a broker that forgot it, the webhook gets signed alerts, a finished verification gets its verified
+note, and of several bridges on one database one relays at a time."""
 from __future__ import annotations
 
 import json
@@ -15,11 +16,11 @@ from http_receiver import Receiver
 from mosquitto import Collector, Mosquitto
 from store_records import end, rec, start
 
-from cloud_svc.domain import AlertIn, BatchIn, HeartbeatIn
+from cloud_svc.domain import AlertIn, BatchIn, HeartbeatIn, VerifyResult
 from cloud_svc.notify import WebhookTransport
 from cloud_svc.notify.bridge import Bridge, Relay, streams
 from cloud_svc.notify.follow import Follower
-from cloud_svc.notify.transports import MqttTransport, Transport, transport_kinds
+from cloud_svc.notify.transports import CURSOR_NAME_MAX, CURSOR_SUFFIX_MAX, MqttTransport, Transport, transport_kinds
 from cloud_svc.schema import alerts, event_ends, events
 from edgert import labels
 from edgert.notify.config import MqttConfig, WebhookConfig
@@ -33,18 +34,25 @@ ALL_LABELS = list(labels.scoring(calibrated=False).labels)
 class Recording(Transport):
     """A transport that keeps what it is given (the bridge's own contract, without a network)."""
 
-    streams = ("events", "ends", "alerts")
+    streams = ("events", "ends", "verified", "alerts")
     chunk = 2
 
     def __init__(self):
         self.notes: list = []
         self.status: list = []
+        self.turns: list[str] = []   # "lead" / "stand_by", as the relay said them
 
     def send(self, notes):
         self.notes.extend(notes)
 
     def statuses(self, notes, now_ns):
         self.status.append(list(notes))
+
+    def lead(self):
+        self.turns.append("lead")
+
+    def stand_by(self):
+        self.turns.append("stand_by")
 
 
 def put_event(store, pk: int, received_ns: int, device="d1") -> None:
@@ -323,7 +331,8 @@ def test_the_webhook_gets_each_alert_once_signed_and_none_of_the_events(store):
 
 def test_cursor_names_stay_within_the_column_for_long_prefixes():
     t = MqttTransport(MqttConfig(broker="mqtt://127.0.0.1:1", prefix="/".join(["level"] * 20)), all_labels=["a"])
-    assert len(t.cursor_prefix + ":alerts") <= 64
+    assert len(t.cursor_prefix) + CURSOR_SUFFIX_MAX <= CURSOR_NAME_MAX == 64
+    assert CURSOR_SUFFIX_MAX == len(":verified")
     assert t.cursor_prefix != MqttTransport(MqttConfig(broker="mqtt://127.0.0.1:1",
                                                        prefix="/".join(["level"] * 21)), all_labels=["a"]).cursor_prefix
 
@@ -336,3 +345,143 @@ def test_rows_are_read_with_the_cursor_index(store):
         plan = " ".join(str(r) for r in conn.execute(sa.text(
             "EXPLAIN QUERY PLAN SELECT event_pk FROM event_ends WHERE received_ns > 5 ORDER BY received_ns")))
     assert "ix_event_ends_received_ns" in plan
+    with store.db.read() as conn:
+        plan = " ".join(str(r) for r in conn.execute(sa.text(
+            "EXPLAIN QUERY PLAN SELECT event_pk FROM verifications WHERE done_ns > 5 ORDER BY done_ns")))
+    assert "ix_verifications_done_ns" in plan
+
+
+# ---------------------------------------------------------------------------------------------- verified notes
+def finish_verification(store, agree) -> None:
+    """A verification worker claims the pending job and stores its verdict (agree None: it could not judge)."""
+    [job] = store.jobs.claim_jobs("w", 5, lease_s=60, max_attempts=3)
+    assert store.jobs.finish_job(job, VerifyResult("yamnet", ["glass_break"] if agree else ["shout"],
+                                                   {"glass_break": 0.8}, agree))
+
+
+@pytest.mark.parametrize("agree, state", [(True, "agree"), (False, "disagree"), (None, "skipped")])
+def test_a_verification_that_finishes_after_the_end_note_gets_a_verified_note_once(store, agree, state):
+    store.devices.add_device("d1")
+    t = Recording()
+    relay = Relay(t, store.outbound, stale_after_s=60, settle_s=1.0)
+    relay.step()
+    eid = uuid.uuid4().hex
+    store.ingest.commit([BatchIn("d1", 1, [rec(1, "event", start(eid)), rec(2, "event_end", end(eid))])])
+    relay.step()
+    assert [n.phase for n in t.notes] == ["start", "end"] and t.notes[1].verification == "pending"
+    finish_verification(store, agree)
+    relay.step()
+    assert [n.phase for n in t.notes] == ["start", "end", "verified"]
+    v = t.notes[2]
+    assert (v.verification, v.pk, v.event_id, v.end_ns) == (state, t.notes[1].pk, eid, t.notes[1].end_ns)
+    assert v.verified_labels == (("glass_break",) if agree else ("shout",))
+    for _ in range(3):
+        relay.step(time.time_ns() + 2 * S)               # settled: the cursor passes it
+    assert len(t.notes) == 3 and relay.followers["verified"].unsettled == 0
+    again = Recording()
+    Relay(again, store.outbound, stale_after_s=60, settle_s=1.0).step()
+    assert again.notes == []                             # a restart does not send it again
+
+
+def test_a_failed_verification_gets_its_verified_note_and_a_pending_one_none(store):
+    store.devices.add_device("d1")
+    t = Recording()
+    relay = Relay(t, store.outbound, stale_after_s=60, settle_s=1.0)
+    relay.step()
+    a, b = uuid.uuid4().hex, uuid.uuid4().hex
+    store.ingest.commit([BatchIn("d1", 1, [rec(1, "event", start(a)), rec(2, "event_end", end(a)),
+                                           rec(3, "event", start(b)), rec(4, "event_end", end(b))])])
+    jobs = store.jobs.claim_jobs("w", 1, lease_s=60, max_attempts=1)
+    assert store.jobs.fail_job(jobs[0], "the clip store is away", max_attempts=1)
+    relay.step()
+    verified = [n for n in t.notes if n.phase == "verified"]
+    assert [(n.event_id, n.verification) for n in verified] == [(a, "failed")]   # b's is still pending
+
+
+# ---------------------------------------------------------------------------------------------- one leader
+def three_events(store, first_seq: int) -> list[str]:
+    eids = [uuid.uuid4().hex for _ in range(3)]
+    store.ingest.commit([BatchIn("d1", first_seq, [rec(first_seq + i, "event", start(x))
+                                                   for i, x in enumerate(eids)])])
+    return eids
+
+
+def test_of_two_relays_on_one_database_one_sends_and_the_other_stands_by(store):
+    store.devices.add_device("d1")
+    ta, tb = Recording(), Recording()
+    a = Relay(ta, store.outbound, stale_after_s=60, settle_s=1.0, poll_s=0.05)
+    b = Relay(tb, store.outbound, stale_after_s=60, settle_s=1.0, poll_s=0.05)
+    a.step()
+    b.step()
+    assert (a.leading, b.leading) == (True, False) and (ta.turns, tb.turns) == (["lead"], ["stand_by"])
+    eids = three_events(store, 1)
+    for _ in range(2):
+        a.step()
+        b.step()
+    assert [n.event_id for n in ta.notes] == eids and tb.notes == [] and tb.status == []
+
+
+def test_a_standby_takes_over_from_the_stored_cursors_once_the_leader_stops_renewing(store):
+    store.devices.add_device("d1")
+    ta, tb = Recording(), Recording()
+    a = Relay(ta, store.outbound, stale_after_s=60, settle_s=0.2, poll_s=0.05, lease_s=0.5)
+    b = Relay(tb, store.outbound, stale_after_s=60, settle_s=0.2, poll_s=0.05, lease_s=0.5)
+    a.step()
+    b.step()
+    first = three_events(store, 1)
+    a.step()
+    time.sleep(0.25)
+    a.step()                                             # sent, and recorded once settled
+    assert [n.event_id for n in ta.notes] == first and a.followers["events"].unsettled == 0
+    second = three_events(store, 4)
+    b.step()
+    assert tb.notes == []                                # a's lease runs: b waits ...
+    time.sleep(0.6)                                      # ... a stalls past its lease ...
+    b.step()
+    assert b.leading and [n.event_id for n in tb.notes] == second   # ... and b goes on where a's cursor was
+    a.step()                                             # a comes back: it stands by, sending nothing more
+    assert not a.leading and ta.turns == ["lead", "stand_by"] and len(ta.notes) == 3
+
+
+def test_a_leader_that_stalled_past_its_lease_cannot_move_the_cursors(store):
+    store.devices.add_device("d1")
+    ta, tb = Recording(), Recording()
+    a = Relay(ta, store.outbound, stale_after_s=60, settle_s=0.2, poll_s=0.05, lease_s=0.5)
+    b = Relay(tb, store.outbound, stale_after_s=60, settle_s=0.2, poll_s=0.05, lease_s=0.5)
+    a.step()
+    eids = three_events(store, 1)
+    pending = a.followers["events"].pending()            # a reads and sends, then stalls before recording
+    ta.send([it.note for it in pending])
+    a.followers["events"].sent(pending)
+    cursor = store.outbound.cursor("notify::events", 0)
+    time.sleep(0.6)
+    b.step()                                             # b takes over and sends them again (QoS 1's edge) ...
+    assert b.leading and [n.event_id for n in tb.notes] == eids
+    b.step()
+    moved = store.outbound.cursor("notify::events", 0)
+    assert moved > cursor
+    assert not store.outbound.move_cursors([("notify::events", cursor, cursor + 1)], a.lease)  # ... a is fenced
+    assert store.outbound.cursor("notify::events", 0) == moved and a.lease.token is None
+
+
+def test_a_cleanly_stopped_leader_hands_over_at_once(store):
+    store.devices.add_device("d1")
+    first, second = Recording(), Recording()
+    a = Bridge(store.outbound, [first], stale_after_s=60, poll_s=0.05, settle_s=0.5).start()
+    time.sleep(0.2)
+    b = Bridge(store.outbound, [second], stale_after_s=60, poll_s=0.05, settle_s=0.5).start()
+    try:
+        eids = three_events(store, 1)
+        deadline = time.monotonic() + 5
+        while len(first.notes) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        a.stop()                                         # the default lease is 10 s: b must not wait for it
+        t0 = time.monotonic()
+        later = three_events(store, 4)
+        while len(second.notes) < 3 and time.monotonic() - t0 < 5:
+            time.sleep(0.05)
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        b.stop()
+    assert [n.event_id for n in first.notes] == eids and [n.event_id for n in second.notes] == later
+    assert "stood by throughout" not in b.summary() and second.turns == ["stand_by", "lead"]
