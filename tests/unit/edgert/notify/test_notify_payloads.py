@@ -129,3 +129,23 @@ def test_iso_time_is_utc_with_milliseconds():
     assert p.iso_ns(0) == "1970-01-01T00:00:00.000Z"
     assert p.iso_ns(1_999_999) == "1970-01-01T00:00:00.001Z"
     assert p.iso_ns(None) is None
+
+
+def test_the_readmes_event_examples_are_what_payloads_renders():
+    """Every event note the README shows, rebuilt from its own fields, renders byte for byte as printed there (so
+    the examples are made by payloads, not written by hand)."""
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[4] / "README.md").read_text()
+    shown = [line for line in readme.splitlines() if line.startswith('{"classes":')]
+    assert {json.loads(line)["phase"] for line in shown} == set(p.PHASES)
+    for line in shown:
+        d = json.loads(line)
+        clip = None if d["clip"] is None else p.ClipRef(**d["clip"])
+        pos = d["position"] or {"lat": None, "lon": None}
+        n = p.EventNote(device_id=d["device"], event_id=d["id"], phase=d["phase"], label=d["label"], score=d["score"],
+                        classes=tuple((c["name"], c["score"]) for c in d["classes"]), start_ns=d["start_ns"],
+                        end_ns=d["end_ns"], lat=pos["lat"], lon=pos["lon"], seq=d["seq"], pk=d["pk"],
+                        verification=d["verification"]["state"], verified_labels=tuple(d["verification"]["labels"]),
+                        clip=clip, clip_dropped=d["clip_dropped"])
+        assert p.event_json(n).decode() == line
