@@ -122,10 +122,12 @@ INSERT_CLASSES = _insert(("event_pk", "final", "classes"), "top_classes")
 INSERT_JOB = _insert(("event_pk", "reason", "status", "attempts", "created_ns"), "verifications")
 
 
-def _write_rest(cur, ends: list, classes: list, jobs: list) -> None:
+def _write_rest(cur, ends: list, classes: list, jobs: list) -> int:
+    """executemany into event_ends, top_classes and verifications; the rows written."""
     for sql, rows in ((INSERT_END, ends), (INSERT_CLASSES, classes), (INSERT_JOB, jobs)):
         if rows:
             cur.executemany(sql, rows)
+    return len(ends) + len(classes) + len(jobs)
 
 
 def _connect(db: dict):
@@ -134,8 +136,10 @@ def _connect(db: dict):
     return pymysql.connect(charset="utf8mb4", autocommit=False, **db)
 
 
-def _in_window(log: list[tuple[float, int]], t_begin: float, t_end: float) -> int:
-    return sum(n for t, n in log if t_begin <= t <= t_end)
+def _in_window(log: list[tuple[float, int, int]], t_begin: float, t_end: float) -> dict[str, int]:
+    """Records, table rows and commits of the commits that ended within [t_begin, t_end]."""
+    done = [(n, rows) for t, n, rows in log if t_begin <= t <= t_end]
+    return {"stored": sum(n for n, _ in done), "rows": sum(r for _, r in done), "commits": len(done)}
 
 
 # ---------------------------------------------------------------------------------------------- MQTT peer
@@ -163,7 +167,7 @@ def _subscriber_proc(port: int, db: dict, batch: int, ready_q, clock, committed,
     conn = _connect(db)
     cur = conn.cursor()
     pks: dict[tuple[str, str], int] = {}  # events in progress: an end needs its start's pk
-    log: list[tuple[float, int]] = []
+    log: list[tuple[float, int, int]] = []
     b64 = base64.b64decode
     while not stop.is_set():
         try:
@@ -184,19 +188,18 @@ def _subscriber_proc(port: int, db: dict, batch: int, ready_q, clock, committed,
             marks = ",".join(["%s"] * len(need))
             cur.execute(f"SELECT id, device_id, event_id FROM events WHERE event_id IN ({marks})", need)
             pks.update(((d, e), pk) for pk, d, e in cur.fetchall())
-        _write_rest(cur, *other_rows(items, lambda d, e: pks.get((d, e)), now, b64))
+        rows = len(starts) + _write_rest(cur, *other_rows(items, lambda d, e: pks.get((d, e)), now, b64))
         conn.commit()
         for d, r in items:
             if r["kind"] == "event_end":
                 pks.pop((d, r["event_id"]), None)
-        log.append((time.monotonic(), len(items)))
+        log.append((time.monotonic(), len(items), rows))
         with committed.get_lock():
             committed.value += len(items)
     c.loop_stop()
     c.disconnect()
     conn.close()
-    result_q.put({"stored": _in_window(log, clock[0], clock[1]), "received": received[0],
-                  "commits": sum(1 for t, _ in log if clock[0] <= t <= clock[1])})
+    result_q.put({**_in_window(log, clock[0], clock[1]), "received": received[0]})
 
 
 class _Pacer:
@@ -372,8 +375,8 @@ def run_mqtt_peer(db: dict, device_ids: list[str], args, workdir: Path) -> dict:
     return {"system": "mqtt", "devices": len(device_ids), "records_stored": stored,
             "records_per_s": stored / args.duration,
             "broker_acked_per_s": sum(r["broker_acked"] for r in pub_res) / args.duration,
-            "commits": sub_res["commits"], "batch": args.peer_batch, "cpu_s": cpu, "cpu_other_s": other,
-            "load_avg_1m": os.getloadavg()[0]}
+            "table_rows_per_s": sub_res["rows"] / args.duration, "commits": sub_res["commits"],
+            "batch": args.peer_batch, "cpu_s": cpu, "cpu_other_s": other, "load_avg_1m": os.getloadavg()[0]}
 
 
 # ---------------------------------------------------------------------------------------------- the limit
@@ -384,7 +387,7 @@ def _limit_proc(db: dict, device_ids: list[str], batch: int, warmup: float, dura
     makers = [(d, RecordMaker(i, b64=False)) for i, d in enumerate(device_ids)]
     pks: dict[tuple[str, str], int] = {}
     next_pk = 1
-    log: list[tuple[float, int]] = []
+    log: list[tuple[float, int, int]] = []
     k = 0
     ready_q.put("limit")
     go.wait()
@@ -405,15 +408,14 @@ def _limit_proc(db: dict, device_ids: list[str], batch: int, warmup: float, dura
                 next_pk += 1
         if starts:
             cur.executemany(INSERT_EVENT_PK, starts)
-        _write_rest(cur, *other_rows(items, lambda d, e: pks.get((d, e)), now, bytes))
+        rows = len(starts) + _write_rest(cur, *other_rows(items, lambda d, e: pks.get((d, e)), now, bytes))
         conn.commit()
         for d, r in items:
             if r["kind"] == "event_end":
                 pks.pop((d, r["event_id"]), None)
-        log.append((time.monotonic(), len(items)))
+        log.append((time.monotonic(), len(items), rows))
     conn.close()
-    result_q.put({"stored": _in_window(log, t_begin, t_end),
-                  "commits": sum(1 for t, _ in log if t_begin <= t <= t_end)})
+    result_q.put(_in_window(log, t_begin, t_end))
 
 
 def run_limit(db: dict, device_ids: list[str], batch: int, args) -> dict:
@@ -430,7 +432,8 @@ def run_limit(db: dict, device_ids: list[str], batch: int, args) -> dict:
     res = result_q.get(timeout=120)
     p.join(30)
     return {"system": f"limit-{batch}", "devices": len(device_ids), "records_stored": res["stored"],
-            "records_per_s": res["stored"] / args.duration, "commits": res["commits"], "batch": batch, "cpu_s": cpu,
+            "records_per_s": res["stored"] / args.duration, "table_rows_per_s": res["rows"] / args.duration,
+            "commits": res["commits"], "batch": batch, "cpu_s": cpu,
             "cpu_other_s": other, "load_avg_1m": os.getloadavg()[0]}
 
 
