@@ -223,13 +223,13 @@ def _sim_parts():
                 self._put_ns.update((s, now_ns) for s in seqs)
             return seqs
 
-        def ack(self, upto_seq: int) -> int:
+        def ack(self, upto_seq: int, consumer: str = "cloud") -> int:
             now = time.time_ns()  # the ack's arrival, before the outbox deletes what it covers
             with self._times_lock:
                 done = [s for s in self._put_ns if s <= upto_seq]
                 puts = [self._put_ns.pop(s) for s in done]
             self._sink.write(puts, now)
-            return super().ack(upto_seq)
+            return super().ack(upto_seq, consumer)
 
     class OwnConnectionUplink(Uplink):
         """The edge's Uplink on a channel with its own TCP connection: gRPC shares one connection among a process's
