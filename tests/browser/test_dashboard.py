@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 from browser.harness import run_dashboard
 from PIL import Image
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -49,7 +50,10 @@ def ids_summary() -> str:
 
 
 def wait(driver, what, timeout: float = WAIT_S, message: str = ""):
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: what(d), message)
+    # Dash re-renders a table while we read it: an element found a moment ago may be gone; look again
+    return WebDriverWait(driver, timeout, poll_frequency=0.05,
+                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+                         ).until(lambda d: what(d), message)
 
 
 MAP_STATE_JS = """
