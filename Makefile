@@ -60,7 +60,7 @@ test: setup mariadb
 	$(VENV)/bin/ruff check edgert edge_rt cloud_svc dashboard tests bench setup.py
 	$(VENV)/bin/mypy  # pyproject.toml [tool.mypy]: the four packages
 	$(PY) -m edge_rt.models verify
-	$(PY) -m pytest -q tests  # includes the 10-minute soak (marker soak; `make soak` runs it alone)
+	$(PY) -m pytest -q --durations=25 tests  # includes the 10-minute soak (marker soak; `make soak` runs it alone)
 	EDGE_RT_PUREPYTHON=1 $(PY) -m pytest -q tests/unit/edgert/yamnet/frontend
 
 soak: setup mariadb  ## 200 devices for EDGERT_SOAK_S (600) s: server, edge RSS and outbox depth must stay flat
