@@ -364,7 +364,7 @@ def run_mqtt_peer(db: dict, device_ids: list[str], args, workdir: Path) -> dict:
         clock[0], clock[1] = now + args.warmup, now + args.warmup + args.duration
         go.set()
         time.sleep(args.warmup)
-        cpu, other = measure_cpu(watched, args.duration)
+        seen = measure_cpu(watched, args.duration, db)
         pub_res = [result_q.get(timeout=120) for _ in pubs]
         for p in pubs:
             p.join(30)
@@ -376,7 +376,7 @@ def run_mqtt_peer(db: dict, device_ids: list[str], args, workdir: Path) -> dict:
             "records_per_s": stored / args.duration,
             "broker_acked_per_s": sum(r["broker_acked"] for r in pub_res) / args.duration,
             "table_rows_per_s": sub_res["rows"] / args.duration, "commits": sub_res["commits"],
-            "batch": args.peer_batch, "cpu_s": cpu, "cpu_other_s": other, "load_avg_1m": os.getloadavg()[0]}
+            "batch": args.peer_batch, **seen, "load_avg_1m": os.getloadavg()[0]}
 
 
 # ---------------------------------------------------------------------------------------------- the limit
@@ -428,18 +428,9 @@ def run_limit(db: dict, device_ids: list[str], batch: int, args) -> dict:
     watched = {"limit": [p.pid], "mariadb": mariadb_pids()}
     go.set()
     time.sleep(args.warmup)
-    cpu, other = measure_cpu(watched, args.duration)
+    seen = measure_cpu(watched, args.duration, db)
     res = result_q.get(timeout=120)
     p.join(30)
     return {"system": f"limit-{batch}", "devices": len(device_ids), "records_stored": res["stored"],
             "records_per_s": res["stored"] / args.duration, "table_rows_per_s": res["rows"] / args.duration,
-            "commits": res["commits"], "batch": batch, "cpu_s": cpu,
-            "cpu_other_s": other, "load_avg_1m": os.getloadavg()[0]}
-
-
-def db_params(mdb) -> dict:
-    """pymysql.connect() keywords for a TempMariaDB."""
-    from support import MARIADB_HOST, MARIADB_PORT, MARIADB_USER
-
-    return {"host": MARIADB_HOST, "port": int(MARIADB_PORT), "user": MARIADB_USER, "database": mdb.name}
-
+            "commits": res["commits"], "batch": batch, **seen, "load_avg_1m": os.getloadavg()[0]}
