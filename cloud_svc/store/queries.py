@@ -222,6 +222,12 @@ class QueryStore:
                        n("false_alarm").label("fa"), n("wrong_label").label("wl"))
              .select_from(events.join(r, r.c.event_pk == events.c.id)).where(is_current(r)))
         q = self._where(q, f).group_by(events.c.label).order_by(events.c.label)
+        if f.start_ns is not None or f.end_ns is not None:
+            # The events in the window first, then their reviews by ix_reviews_event_pk_id. Left to itself MariaDB
+            # reads every review ever made and looks each event up by pk: a random read per review (issue 14:
+            # 3.3 s at 4.5M events, 48k reviews, for a 6-hour window).
+            for dialect in ("mysql", "mariadb"):
+                q = q.prefix_with("STRAIGHT_JOIN", dialect=dialect)
         with self.db.read() as conn:
             return [LabelReviews(x.label, int(x.n), int(x.real or 0), int(x.fa or 0), int(x.wl or 0))
                     for x in conn.execute(q)]

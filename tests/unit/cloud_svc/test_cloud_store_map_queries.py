@@ -85,3 +85,23 @@ def test_timeline_buckets_count_each_event_once(store):
     assert all(t % (7200 * 10**9) == 0 for t, _, _ in rows)
     assert {t for t, _, _ in rows} == {T0 - T0 % (7200 * 10**9) + k * 7200 * 10**9 for k in range(3)} | {
         T0 - T0 % (7200 * 10**9)}
+
+
+def test_review_stats_and_false_alarms_in_a_window_count_only_its_events(store):
+    evs = _seed(store)
+    q = store.queries
+    for pk, e in evs.items():  # every event reviewed; a changed mind on each early one
+        store.reviews.add(pk, "real", "ann")
+        if e.start_ns < T0 + 2 * 3600 * 10**9:
+            store.reviews.add(pk, "false_alarm", "bob")
+    lo, hi = T0 + 3600 * 10**9, T0 + 4 * 3600 * 10**9  # hours 1, 2 and 3 of each device
+    inside = [e for e in evs.values() if lo <= e.start_ns < hi]
+    f = EventFilter(start_ns=lo, end_ns=hi)
+    per_label = {x.label: x for x in q.review_stats(f)}  # the window-first join order (STRAIGHT_JOIN on MariaDB)
+    assert {lb: x.reviewed for lb, x in per_label.items()} == {
+        lb: sum(1 for e in inside if e.label == lb) for lb in {e.label for e in inside}}
+    early = sum(1 for e in inside if e.start_ns < T0 + 2 * 3600 * 10**9)
+    assert sum(x.false_alarm for x in per_label.values()) == early
+    assert sum(x.real for x in per_label.values()) == len(inside) - early
+    per_device = {x.device_id: (x.events, x.reviewed, x.false_alarms) for x in q.false_alarms_by_device(f)}
+    assert per_device == {d: (3, 3, 1) for d in ("berlin", "paris")}
