@@ -40,7 +40,7 @@ CATEGORIES = [
     ("records (protobuf) and log lines", ("RecordBuilder.", "Pipeline._commit", "Pipeline._ended")),
     ("per-window top classes and JSON", ("top_k", "_format", "top_classes")),
 ]
-LOOP = {"run": "Pipeline.run", "classify": "classify_items"}
+LOOP = {"run": "Pipeline.run", "classify": "classify_files"}
 # A thread whose innermost frame is one of these is blocked, not running (py-spy cannot always tell): the loop
 # waiting for audio, the capture for room, the clip encoder for work, tqdm's monitor.
 IDLE = ("Condition.wait", "Event.wait", "_worker", "Thread.join", "Thread._wait_for_tstate_lock")
