@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import statistics
@@ -157,11 +158,15 @@ def chunk_rows(first: int, last: int, stage: tuple[int, int], fleet: list[tuple[
     return r
 
 
+def stored(store: Store) -> int:
+    with store.db.read() as conn:
+        return int(conn.scalar(sa.text("SELECT COALESCE(MAX(id), 0) FROM events")))
+
+
 def fill(store: Store, target: int, stage: tuple[int, int], fleet: list[tuple[str, float, float]]) -> float:
     """Add events up to pk `target` (from the largest stored), a transaction per CHUNK. Returns seconds taken."""
     db = store.db
-    with db.read() as conn:
-        have = int(conn.scalar(sa.text("SELECT COALESCE(MAX(id), 0) FROM events")))
+    have = stored(store)
     if have >= target:
         return 0.0
     t = time.perf_counter()
@@ -396,7 +401,6 @@ def machine(store: Store) -> dict:
         pass
     with store.db.read() as conn:
         version, pool = conn.execute(sa.text("SELECT VERSION(), @@innodb_buffer_pool_size")).one()
-    import os
     return {"cpu": cpu, "cores": os.cpu_count(), "mariadb": version, "innodb_buffer_pool_mb": int(pool) >> 20,
             "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
@@ -447,6 +451,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the database (a later run goes on from it)")
     ap.add_argument("--no-explain", action="store_true")
     ap.add_argument("--out", type=Path, help="write every figure and plan here as JSON")
+    ap.add_argument("--merge", type=Path, help="an earlier run's --out: its sizes join the table and verdicts")
     ap.add_argument("--revision", default="head", help="migrate to this schema revision (a before/after peer)")
     a = ap.parse_args(argv)
     sizes = sorted(parse_size(s) for s in a.sizes.split(","))
@@ -463,11 +468,25 @@ def main(argv: Optional[list[str]] = None) -> int:
         lo = 0
         for n in sizes:
             fills[n] = fill(store, n, (lo, n), fleet)
+            if stored(store) > n:
+                print(f"{n:,} events: not timed, the store holds {stored(store):,} (a fresh --db times it)")
+                lo = n
+                continue
             with store.db.read() as conn:
                 conn.exec_driver_sql("ANALYZE TABLE events, event_ends, reviews, verifications")
-            print(f"{n:,} events (fill {fills[n]:.0f} s, {n - lo:,} added):", flush=True)
+            print(f"{n:,} events (fill {fills[n]:.0f} s, {n - lo:,} added), load average {os.getloadavg()[0]:.1f}:",
+                  flush=True)
             results[n] = time_all(store, a.calls, a.seed, a.cap_s)
+            print(f"  load average after timing: {os.getloadavg()[0]:.1f}", flush=True)
             lo = n
+        if a.merge:  # sizes timed by an earlier run (a fresh database per size: the store only grows)
+            earlier = json.loads(a.merge.read_text())
+            for k, v in earlier["results"].items():
+                results.setdefault(int(k), v)
+            sizes = sorted(set(sizes) | {int(k) for k in earlier["results"]})
+        sizes = [n for n in sizes if n in results]
+        if not sizes:
+            return 0
         plans = {} if a.no_explain else explain_all(store, a.seed)
         print("\n| query | " + " | ".join(f"{n:,} p50 / p99 ms" for n in sizes) + " |")
         print("|---|" + "---|" * len(sizes))
