@@ -48,7 +48,9 @@ and channel count; 10 s of 44.1 kHz stereo fit, 96 kHz x 6 channels gets 3.6 s b
 BATCH_WINDOWS = 16
 """Windows (0.48 s apart, so 7.7 s of audio) of one recording analysed together: the head and the detector take
 them as one group, and by default the model scores that many windows per call, across recordings when they are
-short. Larger batches are no faster per window and cost the model's activations: 64 windows add ~110 MB."""
+short. Larger batches are no faster per window and cost the model's activations: 64 windows add ~110 MB.
+`--batch` changes the model's calls only, never the groups: BLAS takes the head's product for a lone row by
+another kernel than for several (1.5e-5 apart), so a group of another size could move a score."""
 FILE_COST_S = 0.05
 """What opening and setting up one file costs, in seconds of audio it would take to classify (for `deal`)."""
 PROCESS_CHUNKS = 16
