@@ -168,8 +168,8 @@ def main() -> int:
     t = Table(title=f"Edge pipeline, file mode, one core ({args.seconds:g} s scenario, {patches} windows, median of "
                     f"{args.repeats}; the model alone in batches of {batch}, as the loop when behind)")
     for col in ("backend", "RTF", "vs budget 200x", "model ms/patch", "model-only ceiling", "RTF / ceiling",
-                "model in loop ms/patch", "rest of loop ms/patch", "events", "window->outbox p50 ms", "p99 ms",
-                "peak RSS MB"):
+                "model in loop ms/patch", "rest of loop ms/patch", "events", "fast-mode window->outbox p50 ms",
+                "p99 ms", "peak RSS MB"):
         t.add_column(col, justify="right" if col != "backend" else "left")
     for b, r in rows.items():
         ceiling = hop_ms / r["model_ms"]
@@ -183,7 +183,8 @@ def main() -> int:
                   f"{head_ms:.4f} ms per patch beside {model_ms:.2f} ms for the model ({args.backends[0]}), "
                   f"{head_ms / model_ms:.1%} of it; budget {BUDGET_HEAD_MS} ms: "
                   f"{'met' if head_ms <= BUDGET_HEAD_MS else 'MISSED'}")
-    console.print(f"budgets: RTF >= {BUDGET_RTF:.0f}x, p99 <= {BUDGET_P99_MS:.0f} ms, "
+    console.print(f"budgets: RTF >= {BUDGET_RTF:.0f}x, p99 <= {BUDGET_P99_MS:.0f} ms in real time (fast mode is always "
+                  f"behind: its latency holds a batch and up to runtime.commit_s of grouped writes), "
                   f"RSS (tflite) <= {BUDGET_RSS_MB:.0f} MB")
     missed = [b for b, r in rows.items() if r["ratio"] < BUDGET_CEILING]
     console.print(f"verdict: RTF / model-only ceiling >= {BUDGET_CEILING} for every CPU backend, one core, same run: "
