@@ -7,7 +7,7 @@ import time
 
 import pytest
 from http_receiver import Receiver
-from mosquitto import Collector, Mosquitto, free_port
+from mosquitto import Collector, Mosquitto
 
 from edge_rt.detector import Alert
 from edge_rt.notify import MQTT, WEBHOOK, MqttNotifier, WebhookNotifier, note
@@ -136,21 +136,30 @@ def test_mqtt_status_and_discovery_are_retained_and_a_clean_stop_says_offline(tm
 
 
 def test_mqtt_keeps_records_while_the_broker_is_away_and_sends_them_when_it_comes(tmp_path):
-    port = free_port()
+    # The subscriber's lasting session exists before the broker goes away (persistence keeps it across the
+    # restart), so what the notifier publishes the moment the broker is back is queued for it: the notifier may
+    # reconnect before the subscriber does.
+    broker = Mosquitto(tmp_path / "broker", persistence=True).start()
+    sub = Collector(broker.url, ["edgert/+/event"], client_id="keeps-records", clean_session=False)
     ob = Outbox(tmp_path / "o.db")
-    ob.register([MQTT])
-    _put_event_and_alert(ob)
-    n = _notifier(ob, f"mqtt://127.0.0.1:{port}")
-    n.connect(timeout_s=1.0)  # nobody listens: not fatal
-    n.start()
+    n = None
     try:
+        broker.stop()
+        ob.register([MQTT])
+        _put_event_and_alert(ob)
+        n = _notifier(ob, broker.url)
+        n.connect(timeout_s=1.0)  # nobody listens: not fatal
+        n.start()
         time.sleep(0.5)
         assert ob.mark(MQTT) == 0 and ob.stats()["depth"] == 3 and not n.drained()
-        with Mosquitto(tmp_path / "broker", port=port) as b, Collector(b.url, ["edgert/+/event"]) as sub:
-            assert wait_for(n.drained, 15), n.stats()
-            sub.wait_for(lambda m: len(m) == 2)
+        broker.start()
+        assert wait_for(n.drained, 15), n.stats()
+        sub.wait_for(lambda m: len(m) == 2, timeout=15)
     finally:
-        n.stop()
+        if n is not None:
+            n.stop()
+        sub.close()
+        broker.stop()
     assert ob.stats()["depth"] == 0
 
 
