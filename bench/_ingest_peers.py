@@ -11,8 +11,10 @@ the stored watermark and moves it (UPDATE devices), and the fleet correlator rea
 MQTT peer: every simulated device is a paho-mqtt client (asyncio, one process per --procs share) publishing each
 record as one JSON message at QoS 1 to `edgert/DEVICE/events` on a Mosquitto the bench starts; the broker's
 PUBACK comes when the broker has the message, before any row exists. One paho subscriber (QoS 1, PUBACK after
-its callback) parses the JSON and hands the records to a writer thread, which commits up to --batch records at a
-time with PyMySQL executemany per table, after one SELECT of the new events' pks. Its rate is what it committed.
+its callback) parses the JSON and hands the records to a writer thread, which commits up to --peer-batch records
+at a time with PyMySQL executemany per table, after one SELECT of the new events' pks. Its rate is what it
+committed. The peer is given every advantage the bench can give it: the broker sends up to 1000 messages in flight
+to the subscriber and queues without limit, and the publishers are paced to what the subscriber commits (_Pacer).
 
 Limit: one process, nothing else: the same rows, generated in place (pks assigned by the process, so no SELECT),
 PyMySQL executemany per table and a commit every N records.
