@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,15 +44,11 @@ LIVE_SECONDS = 30
 
 def gpu_missing() -> str | None:
     """Why no GPU figure can be measured here, or None."""
-    if shutil.which("nvidia-smi") is None:
-        return "no NVIDIA GPU here (nvidia-smi is absent)"
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return "onnxruntime is not installed"
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return (f"onnxruntime {ort.__version__} has no CUDA execution provider: pip uninstall -y onnxruntime && "
-                "pip install '.[gpu]'")
+    from edgert.yamnet.backends.ort import cuda_unavailable
+
+    why = cuda_unavailable()
+    if why is not None:
+        return why
     code = f"from edgert.yamnet import backends; backends.load({GPU_BACKEND!r})"
     probe = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     if probe.returncode != 0:

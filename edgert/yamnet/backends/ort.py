@@ -3,6 +3,8 @@ execution provider of onnxruntime-gpu (`pip install '.[gpu]'`)."""
 from __future__ import annotations
 
 import os
+import shutil
+from typing import Optional
 
 import numpy as np
 
@@ -45,6 +47,20 @@ class OnnxRuntimeBackend(Backend):
 
 
 CUDA_EP = "CUDAExecutionProvider"
+
+
+def cuda_unavailable() -> Optional[str]:
+    """Why ONNX Runtime cannot run on CUDA here (no NVIDIA driver, no runtime, a CPU-only wheel), or None."""
+    if shutil.which("nvidia-smi") is None:
+        return "no NVIDIA GPU here (nvidia-smi is absent)"
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return "onnxruntime is not installed"
+    if CUDA_EP not in ort.get_available_providers():
+        return (f"onnxruntime {ort.__version__} has no CUDA execution provider: pip uninstall -y onnxruntime && "
+                "pip install '.[gpu]'")
+    return None
 GPU_INSTALL = ("pip uninstall -y onnxruntime && pip install '.[gpu]' (onnxruntime-gpu and NVIDIA's CUDA 12 and cuDNN "
                "wheels; '.[gpu-cuda13]' for CUDA 13)")
 

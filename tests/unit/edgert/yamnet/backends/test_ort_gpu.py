@@ -3,28 +3,14 @@ run it on CUDA (rather than running on the CPU under its name), and on a GPU sco
 The tests that need a GPU skip, saying why, where there is none."""
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 
 from edgert.errors import BackendUnavailableError
 from edgert.yamnet import backends
-from edgert.yamnet.backends.ort import CUDA_EP, OnnxRuntimeCudaBackend
+from edgert.yamnet.backends.ort import CUDA_EP, OnnxRuntimeCudaBackend, cuda_unavailable
 
-
-def gpu_missing() -> str | None:
-    """Why the GPU tests cannot run here, or None when they can."""
-    if shutil.which("nvidia-smi") is None:
-        return "no NVIDIA GPU here (nvidia-smi is absent)"
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return "onnxruntime is not installed"
-    if CUDA_EP not in ort.get_available_providers():
-        return f"onnxruntime {ort.__version__} has no CUDA execution provider (pip install '.[gpu]')"
-    return None
-
+gpu_missing = cuda_unavailable  # why the GPU tests cannot run here, or None when they can
 
 needs_gpu = pytest.mark.skipif(gpu_missing() is not None, reason=gpu_missing() or "")
 
