@@ -86,6 +86,16 @@ class FleetConfig(Strict):
         return self
 
 
+class RollupConfig(Strict):
+    """The follower that keeps the events' rollup (cloud_svc.store.rollup), one per database at a time."""
+    enabled: bool = Field(True, description="run the rollup follower in `serve` (the dashboard's aggregates read "
+                                            "what it has rolled up, and the events past it)")
+    poll_s: float = Field(1.0, gt=0.0, le=60.0, description="it looks for new events and reviews this often")
+    batch: int = Field(20000, ge=1, le=1_000_000, description="events (and reviews) rolled up per step at most")
+    settle_s: float = Field(1.0, ge=0.0, le=60.0,
+                            description="events are rolled up once they are this old (commits may finish late)")
+
+
 class BridgeConfig(Strict):
     """How the notification bridges over one database share the work (notify says what they publish)."""
     lease_s: float = Field(10.0, ge=1.0, le=600.0, description=(
@@ -132,6 +142,7 @@ class CloudConfig(Strict):
     ingest: IngestConfig = IngestConfig()
     verify: VerifyConfig = VerifyConfig()
     fleet: FleetConfig = FleetConfig()
+    rollup: RollupConfig = RollupConfig()
     tls: TlsConfig = TlsConfig()
     notify: NotifyConfig = Field(NotifyConfig(), description=(
         "MQTT (with Home Assistant discovery) and webhook notifications of the bridge (`mqtt`, `serve --mqtt`)"))

@@ -177,6 +177,25 @@ cursors = sa.Table(
     **MYSQL,
 )
 
+event_rollup = sa.Table(
+    "event_rollup", metadata,  # counts of the events and their current reviews, kept by one follower (store/rollup.py)
+    # A row of a level (cloud_svc.store.rollup.LEVELS: its time step and the keys it keeps) counts the events, and
+    # their current reviews, whose start falls in [bucket_ns, bucket_ns + step) and whose device, label and position
+    # are the row's; '' (device, label) and NO_POSITION (lat, lon) stand for "any". All time: bucket_ns 0.
+    sa.Column("level", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("bucket_ns", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("device_id", sa.String(128), primary_key=True),
+    sa.Column("label", sa.String(64), primary_key=True),
+    sa.Column("lat", sa.Double, primary_key=True, autoincrement=False),
+    sa.Column("lon", sa.Double, primary_key=True, autoincrement=False),
+    sa.Column("n", sa.BigInteger, nullable=False),            # events
+    sa.Column("min_pk", sa.BigInteger, nullable=False),       # the smallest event id among them (a map cell's link)
+    sa.Column("rv_real", sa.BigInteger, nullable=False),      # their current reviews, by decision
+    sa.Column("rv_fa", sa.BigInteger, nullable=False),
+    sa.Column("rv_wl", sa.BigInteger, nullable=False),
+    **MYSQL,
+)
+
 reviews = sa.Table(
     "reviews", metadata,  # a person's decision on an event; append-only, the latest per event is the current one
     sa.Column("id", Id, primary_key=True, autoincrement=True),

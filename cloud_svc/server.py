@@ -26,7 +26,7 @@ from cloud_svc.db import make_engine
 from cloud_svc.errors import ConfigError
 from cloud_svc.ingest import Committer
 from cloud_svc.store import Store
-from cloud_svc.workers import Correlator, CorrelatorProcess, VerifyWorker, Worker
+from cloud_svc.workers import Correlator, CorrelatorProcess, RollupWorker, VerifyWorker, Worker
 from edgert.notify.config import NotifyConfig
 
 log = logging.getLogger("cloud_svc.server")
@@ -107,6 +107,8 @@ class CloudApp:
             self.workers.append(CorrelatorProcess(cfg))
         elif cfg.fleet.enabled:
             self.workers.append(Correlator(self.store.fleet, cfg.fleet, on_alerts=self.bus.publish_threadsafe))
+        if cfg.rollup.enabled:
+            self.workers.append(RollupWorker(self.store.rollup, cfg.rollup))
         if cfg.verify.workers:
             if verifier is None:
                 from cloud_svc import verify

@@ -8,11 +8,12 @@ import threading
 from typing import Callable, Optional, Protocol
 
 from cloud_svc.clipstore import ClipStore
-from cloud_svc.config import FleetConfig, VerifyConfig
+from cloud_svc.config import FleetConfig, RollupConfig, VerifyConfig
 from cloud_svc.domain import VerifyResult
 from cloud_svc.errors import CloudError, StorageUnavailable
 from cloud_svc.fleet import FleetIndex, FleetStore
 from cloud_svc.store import JobStore, Store
+from cloud_svc.store.rollup import RollupStore
 from edgert.backoff import Backoff
 
 log = logging.getLogger("cloud_svc.workers")
@@ -105,6 +106,32 @@ class Correlator(_Loop):
             if self.on_alerts is not None:
                 self.on_alerts()
         return self.index.seen_id - before >= self.cfg.batch
+
+
+class RollupWorker(_Loop):
+    """Keeps the events' rollup (cloud_svc.store.rollup) up to date; one leads per database."""
+
+    name = "rollup"
+
+    def __init__(self, store: RollupStore, cfg: RollupConfig):
+        super().__init__()
+        self.store, self.cfg = store, cfg
+        self.poll_s = cfg.poll_s
+        self.rolled = 0
+
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
+        if self.is_alive():
+            return
+        try:
+            self.store.release()
+        except StorageUnavailable as exc:
+            log.warning("%s: could not hand over the lead (%s); another takes over when it runs out", self.name, exc)
+
+    def step(self) -> bool:
+        n = self.store.step(batch=self.cfg.batch, settle_s=self.cfg.settle_s)
+        self.rolled += n
+        return n >= self.cfg.batch
 
 
 def _correlator_main(cfg_data: dict, parent_pid: int) -> None:

@@ -22,6 +22,7 @@ from cloud_svc.store.jobs import JobStore
 from cloud_svc.store.outbound import OutboundStore
 from cloud_svc.store.queries import QueryStore
 from cloud_svc.store.reviews import ReviewStore
+from cloud_svc.store.rollup import RollupStore
 from cloud_svc.store.users import UserStore
 
 if TYPE_CHECKING:  # imported where the Store is built: the fleet's storage builds on this package (its leases)
@@ -57,6 +58,7 @@ class Store:
         self.users = UserStore(self.db)
         self.fleet: FleetStore = FleetStore(self.db)
         self.outbound = OutboundStore(self.db)
+        self.rollup = RollupStore(self.db)
 
     @classmethod
     def open(cls, url: str, **kw) -> "Store":

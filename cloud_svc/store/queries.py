@@ -4,8 +4,10 @@ What the Query servicer answers and what the dashboard shows; nothing here write
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import defaultdict
+from dataclasses import replace
 from typing import Optional, Sequence
 
 import sqlalchemy as sa
@@ -37,22 +39,26 @@ from cloud_svc.schema import (
     device_health,
     devices,
     event_ends,
+    event_rollup,
     events,
     reviews,
     top_classes,
     verifications,
 )
+from cloud_svc.store import rollup
 from cloud_svc.store.base import Database, chunks
 from cloud_svc.store.reviews import is_current
 
 DEGRADED_FIGURES = ("outbox_dropped", "ring_overruns", "loop_errors")
+_DECISION_INDEX = {"real": 0, "false_alarm": 1, "wrong_label": 2}
 
 
 class QueryStore:
     """Queries; a device whose last heartbeat is older than `stale_after_s` is listed as stale."""
 
-    def __init__(self, db: Database, *, stale_after_s: float = 120.0):
+    def __init__(self, db: Database, *, stale_after_s: float = 120.0, use_rollup: bool = True):
         self.db = db
+        self.use_rollup = use_rollup
         self.stale_after_ns = int(stale_after_s * 1e9)
 
     def _where(self, q, f: EventFilter, *, joined=None):
@@ -163,11 +169,37 @@ class QueryStore:
             raise NotFound(f"no event {pk}")
         return found[0]
 
+    # ------------------------------------------------------------------------------------------ aggregates
+    # Each aggregate over a time window reads the window's whole blocks from the rollup (cloud_svc.store.rollup),
+    # with, in one snapshot, the events and reviews the rollup has not reached yet and the window's ends finer than
+    # its finest level from the events. Filters the rollup keeps no key for (devices, a box, verification, review
+    # state) read the events alone, as does a QueryStore made with use_rollup=False (the reference the tests compare
+    # against).
+    def _rollable(self, f: EventFilter) -> bool:
+        return (self.use_rollup and f.ids is None and not f.after_id and not f.device_ids and f.bbox is None
+                and f.verified is Verified.ANY and f.reviewed is Reviewed.ANY)
+
+    @staticmethod
+    def _rows(f: EventFilter, cut: rollup.Split, *cols):
+        """SELECT cols FROM event_rollup over the blocks of `cut`, of f's labels."""
+        q = sa.select(*cols).where(rollup.blocks_where(cut.blocks))
+        return q.where(event_rollup.c.label.in_(f.labels)) if f.labels else q
+
     def count_matching(self, f: EventFilter) -> int:
         """How many events match `f` (its paging fields aside)."""
-        q = self._where(sa.select(sa.func.count()).select_from(events), f)
         with self.db.read() as conn:
-            return int(conn.execute(q).scalar_one())
+            if not self._rollable(f):
+                return self._count(conn, f)
+            cut = rollup.split(f.start_ns, f.end_ns, (rollup.FLEET_HOUR, rollup.FLEET_MINUTE))
+            n = sum(self._count(conn, replace(f, start_ns=a, end_ns=b)) for a, b in cut.edges)
+            if cut.covered:
+                pos, _ = rollup.cursors_now(conn)
+                n += int(conn.scalar(self._rows(f, cut, sa.func.coalesce(sa.func.sum(event_rollup.c.n), 0))))
+                n += self._count(conn, replace(f, start_ns=cut.c0, end_ns=cut.c1, after_id=pos))
+            return n
+
+    def _count(self, conn: Connection, f: EventFilter) -> int:
+        return int(conn.execute(self._where(sa.select(sa.func.count()).select_from(events), f)).scalar_one())
 
     def _floor(self, x):
         """floor() of a non-negative expression: SQLite's CAST truncates (and it may lack floor()); MySQL's
@@ -178,80 +210,197 @@ class QueryStore:
                   max_cells: int = 5000) -> tuple[list[MapCell], int]:
         """Events matching `f` that have a position, aggregated on a grid of `cell_deg` degrees (server-side
         clustering: what the map draws), and how many matching events have no position."""
-        e = events
-        gy = self._floor((e.c.lat + 90.0) / cell_deg).label("gy")  # lat + 90 and lon + 180 are >= 0
-        gx = self._floor((e.c.lon + 180.0) / cell_deg).label("gx")
-        distress = sa.func.sum(sa.case((e.c.label.in_(list(distress_labels) or [""]), 1), else_=0))
-        q = (sa.select(gy, gx, e.c.label, sa.func.count().label("n"), sa.func.avg(e.c.lat).label("lat"),
-                       sa.func.avg(e.c.lon).label("lon"), sa.func.min(e.c.id).label("pk"), distress.label("distress"))
-             .select_from(e).where(e.c.lat.is_not(None), e.c.lon.is_not(None)))
-        q = self._where(q, f).group_by(gy, gx, e.c.label)
-        nopos = self._where(sa.select(sa.func.count()).select_from(e).where(sa.or_(e.c.lat.is_(None),
-                                                                                   e.c.lon.is_(None))), f)
+        acc: dict[tuple[int, int, str], list] = {}  # (gy, gx, label) -> [n, sum of lat, sum of lon, first pk]
+
+        def add(key, n, lat_sum, lon_sum, pk):
+            if key in acc:
+                a = acc[key]
+                a[0] += n
+                a[1] += lat_sum
+                a[2] += lon_sum
+                a[3] = min(a[3], pk)
+            else:
+                acc[key] = [n, lat_sum, lon_sum, pk]
+
+        with self.db.read() as conn:
+            if not self._rollable(f):
+                missing = self._cells_raw(conn, f, cell_deg, add)
+            else:
+                cut = rollup.split(f.start_ns, f.end_ns, (rollup.PLACE_DAY, rollup.PLACE_HOUR))
+                missing = sum(self._cells_raw(conn, replace(f, start_ns=a, end_ns=b), cell_deg, add)
+                              for a, b in cut.edges)
+                if cut.covered:
+                    pos, _ = rollup.cursors_now(conn)
+                    r = event_rollup.c
+                    q = (self._rows(f, cut, r.label, r.lat, r.lon, sa.func.sum(r.n).label("n"),
+                                    sa.func.min(r.min_pk).label("pk"))
+                         .where(r.n > 0).group_by(r.label, r.lat, r.lon))
+                    for x in conn.execute(q):
+                        n = int(x.n)
+                        if x.lat == rollup.NO_POSITION:
+                            missing += n
+                            continue
+                        lat, lon = float(x.lat), float(x.lon)
+                        add((math.floor((lat + 90.0) / cell_deg), math.floor((lon + 180.0) / cell_deg), x.label),
+                            n, lat * n, lon * n, int(x.pk))
+                    missing += self._cells_raw(conn, replace(f, start_ns=cut.c0, end_ns=cut.c1, after_id=pos),
+                                               cell_deg, add)
+        distress = set(distress_labels)
         cells: dict[tuple[int, int], MapCell] = {}
         sums: dict[tuple[int, int], list[float]] = {}
-        with self.db.read() as conn:
-            for r in conn.execute(q):
-                key = (int(r.gy), int(r.gx))
-                n = int(r.n)
-                cell = cells.get(key)
-                if cell is None:
-                    cells[key] = MapCell(0.0, 0.0, 0, 0, int(r.pk), r.label, {})
-                    sums[key] = [0.0, 0.0]
-                    cell = cells[key]
-                cell.count += n
-                cell.distress += int(r.distress or 0)
-                cell.labels[r.label] = n
-                cell.event_pk = min(cell.event_pk, int(r.pk))
-                sums[key][0] += float(r.lat) * n
-                sums[key][1] += float(r.lon) * n
-            missing = int(conn.execute(nopos).scalar_one())
+        for (gy, gx, label), (n, lat_sum, lon_sum, pk) in acc.items():
+            key = (gy, gx)
+            cell = cells.get(key)
+            if cell is None:
+                cell = cells[key] = MapCell(0.0, 0.0, 0, 0, pk, label, {})
+                sums[key] = [0.0, 0.0]
+            cell.count += n
+            cell.distress += n if label in distress else 0
+            cell.labels[label] = n
+            cell.event_pk = min(cell.event_pk, pk)
+            sums[key][0] += lat_sum
+            sums[key][1] += lon_sum
         for key, cell in cells.items():
             cell.lat, cell.lon = sums[key][0] / cell.count, sums[key][1] / cell.count
             cell.label = max(cell.labels.items(), key=lambda kv: (kv[1], kv[0]))[0]
-        out = sorted(cells.values(), key=lambda c: -c.count)
+        out = sorted(cells.values(), key=lambda c: (-c.count, c.event_pk))
         return out[:max_cells], missing
+
+    def _cells_raw(self, conn: Connection, f: EventFilter, cell_deg: float, add) -> int:
+        """The events of `f` with a position, added per (grid cell, label) by add(key, n, lat sum, lon sum, first
+        pk); returns how many have none."""
+        e = events
+        gy = self._floor((e.c.lat + 90.0) / cell_deg).label("gy")  # lat + 90 and lon + 180 are >= 0
+        gx = self._floor((e.c.lon + 180.0) / cell_deg).label("gx")
+        q = (sa.select(gy, gx, e.c.label, sa.func.count().label("n"), sa.func.sum(e.c.lat).label("lat"),
+                       sa.func.sum(e.c.lon).label("lon"), sa.func.min(e.c.id).label("pk"))
+             .select_from(e).where(e.c.lat.is_not(None), e.c.lon.is_not(None)))
+        for r in conn.execute(self._where(q, f).group_by(gy, gx, e.c.label)):
+            add((int(r.gy), int(r.gx), r.label), int(r.n), float(r.lat), float(r.lon), int(r.pk))
+        nopos = self._where(sa.select(sa.func.count()).select_from(e).where(sa.or_(e.c.lat.is_(None),
+                                                                                   e.c.lon.is_(None))), f)
+        return int(conn.execute(nopos).scalar_one())
 
     def timeline(self, f: EventFilter, bucket_s: int) -> list[tuple[int, str, int]]:
         """(bucket start ns, label, events) for events matching `f`, in buckets of `bucket_s` seconds."""
         step = int(bucket_s * 1e9)
+        counts: dict[tuple[int, str], int] = defaultdict(int)
+        with self.db.read() as conn:
+            if not self._rollable(f) or step % (60 * rollup.NS):
+                self._timeline_raw(conn, f, step, counts)
+            else:
+                levels = ((rollup.FLEET_HOUR, rollup.FLEET_MINUTE) if step % (3600 * rollup.NS) == 0
+                          else (rollup.FLEET_MINUTE,))
+                cut = rollup.split(f.start_ns, f.end_ns, levels)
+                for a, b in cut.edges:
+                    self._timeline_raw(conn, replace(f, start_ns=a, end_ns=b), step, counts)
+                if cut.covered:
+                    pos, _ = rollup.cursors_now(conn)
+                    r = event_rollup.c
+                    q = self._rows(f, cut, r.bucket_ns, r.label, sa.func.sum(r.n)).group_by(r.bucket_ns, r.label)
+                    for bucket_ns, label, n in conn.execute(q):
+                        counts[(int(bucket_ns) // step * step, label)] += int(n)
+                    self._timeline_raw(conn, replace(f, start_ns=cut.c0, end_ns=cut.c1, after_id=pos), step, counts)
+        return [(b, label, n) for (b, label), n in sorted(counts.items()) if n]
+
+    def _timeline_raw(self, conn: Connection, f: EventFilter, step: int, counts: dict) -> None:
         b = self._floor(events.c.start_ns / step).label("b")
         q = self._where(sa.select(b, events.c.label, sa.func.count().label("n")).select_from(events), f)
-        q = q.group_by(b, events.c.label).order_by(b, events.c.label)
-        with self.db.read() as conn:
-            return [(int(r.b) * step, r.label, int(r.n)) for r in conn.execute(q)]
+        for r in conn.execute(q.group_by(b, events.c.label)):
+            counts[(int(r.b) * step, r.label)] += int(r.n)
 
     def review_stats(self, f: EventFilter) -> list[LabelReviews]:
         """Per edge label: how reviewers judged the events matching `f` (current reviews)."""
+        acc: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # label -> [real, false alarm, wrong label]
+        with self.db.read() as conn:
+            if not self._rollable(f):
+                self._review_stats_raw(conn, f, acc)
+            else:
+                cut = rollup.split(f.start_ns, f.end_ns, (rollup.FLEET_HOUR, rollup.FLEET_MINUTE))
+                for a, b in cut.edges:
+                    self._review_stats_raw(conn, replace(f, start_ns=a, end_ns=b), acc)
+                if cut.covered:
+                    _, rpos = rollup.cursors_now(conn)
+                    r = event_rollup.c
+                    q = self._rows(f, cut, r.label, sa.func.sum(r.rv_real), sa.func.sum(r.rv_fa),
+                                   sa.func.sum(r.rv_wl)).group_by(r.label)
+                    for label, real, fa, wl in conn.execute(q):
+                        v = acc[label]
+                        v[0], v[1], v[2] = v[0] + int(real), v[1] + int(fa), v[2] + int(wl)
+                    for c in self._changes(conn, rpos, cut, f):
+                        for decision, sign in ((c.old, -1), (c.new, 1)):
+                            if decision in _DECISION_INDEX:
+                                acc[c.label][_DECISION_INDEX[decision]] += sign
+        out = [LabelReviews(label, sum(v), v[0], v[1], v[2]) for label, v in sorted(acc.items())]
+        return [x for x in out if x.reviewed]
+
+    @staticmethod
+    def _changes(conn: Connection, rpos: int, cut: rollup.Split, f: EventFilter) -> list[rollup.ReviewChange]:
+        """How the current reviews of the events in the span of `cut` changed after review `rpos`."""
+        ids = rollup.reviewed_since(conn, rpos, start_ns=cut.c0, end_ns=cut.c1, labels=f.labels)
+        return rollup.review_changes(conn, rpos, None, ids)
+
+    def _review_stats_raw(self, conn: Connection, f: EventFilter, acc: dict) -> None:
         r = reviews.alias("r")
 
         def n(decision: str):
             return sa.func.sum(sa.case((r.c.decision == decision, 1), else_=0))
 
-        q = (sa.select(events.c.label, sa.func.count().label("n"), n("real").label("real"),
-                       n("false_alarm").label("fa"), n("wrong_label").label("wl"))
+        q = (sa.select(events.c.label, n("real").label("real"), n("false_alarm").label("fa"),
+                       n("wrong_label").label("wl"))
              .select_from(events.join(r, r.c.event_pk == events.c.id)).where(is_current(r)))
-        q = self._where(q, f).group_by(events.c.label).order_by(events.c.label)
+        q = self._where(q, f).group_by(events.c.label)
         if f.start_ns is not None or f.end_ns is not None:
             # The events in the window first, then their reviews by ix_reviews_event_pk_id. Left to itself MariaDB
             # reads every review ever made and looks each event up by pk: a random read per review (issue 14:
             # 3.3 s at 4.5M events, 48k reviews, for a 6-hour window).
             for dialect in ("mysql", "mariadb"):
                 q = q.prefix_with("STRAIGHT_JOIN", dialect=dialect)
-        with self.db.read() as conn:
-            return [LabelReviews(x.label, int(x.n), int(x.real or 0), int(x.fa or 0), int(x.wl or 0))
-                    for x in conn.execute(q)]
+        for x in conn.execute(q):
+            a = acc[x.label]
+            a[0], a[1], a[2] = a[0] + int(x.real or 0), a[1] + int(x.fa or 0), a[2] + int(x.wl or 0)
 
     def false_alarms_by_device(self, f: EventFilter) -> list[DeviceFalseAlarms]:
         """Per device: events matching `f`, how many were reviewed, and how many of those were false alarms."""
+        acc: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # device -> [events, reviewed, false alarms]
+        with self.db.read() as conn:
+            if not self._rollable(f):
+                self._false_alarms_raw(conn, f, acc)
+            else:
+                levels = ((rollup.PLACE_DAY, rollup.PLACE_HOUR) if f.labels
+                          else (rollup.DEVICE_DAY, rollup.DEVICE_HOUR))
+                cut = rollup.split(f.start_ns, f.end_ns, levels)
+                for a, b in cut.edges:
+                    self._false_alarms_raw(conn, replace(f, start_ns=a, end_ns=b), acc)
+                if cut.covered:
+                    pos, rpos = rollup.cursors_now(conn)
+                    r = event_rollup.c
+                    q = self._rows(f, cut, r.device_id, sa.func.sum(r.n), sa.func.sum(r.rv_real + r.rv_fa + r.rv_wl),
+                                   sa.func.sum(r.rv_fa)).group_by(r.device_id)
+                    for device_id, n, reviewed, fa in conn.execute(q):
+                        v = acc[device_id]
+                        v[0], v[1], v[2] = v[0] + int(n), v[1] + int(reviewed), v[2] + int(fa)
+                    tail = self._where(sa.select(events.c.device_id, sa.func.count()).select_from(events),
+                                       replace(f, start_ns=cut.c0, end_ns=cut.c1, after_id=pos))
+                    for device_id, n in conn.execute(tail.group_by(events.c.device_id)):
+                        acc[device_id][0] += int(n)
+                    for c in self._changes(conn, rpos, cut, f):
+                        v = acc[c.device_id]
+                        if c.old is not None:
+                            v[1] -= 1
+                            v[2] -= c.old == "false_alarm"
+                        v[1] += 1
+                        v[2] += c.new == "false_alarm"
+        return [DeviceFalseAlarms(d, *v) for d, v in sorted(acc.items()) if v[0]]
+
+    def _false_alarms_raw(self, conn: Connection, f: EventFilter, acc: dict) -> None:
         r = reviews.alias("r")
         q = (sa.select(events.c.device_id, sa.func.count().label("n"), sa.func.count(r.c.id).label("reviewed"),
                        sa.func.sum(sa.case((r.c.decision == "false_alarm", 1), else_=0)).label("fa"))
              .select_from(events.outerjoin(r, sa.and_(r.c.event_pk == events.c.id, is_current(r)))))
-        q = self._where(q, f).group_by(events.c.device_id).order_by(events.c.device_id)
-        with self.db.read() as conn:
-            return [DeviceFalseAlarms(x.device_id, int(x.n), int(x.reviewed or 0), int(x.fa or 0))
-                    for x in conn.execute(q)]
+        for x in conn.execute(self._where(q, f).group_by(events.c.device_id)):
+            a = acc[x.device_id]
+            a[0], a[1], a[2] = a[0] + int(x.n), a[1] + int(x.reviewed or 0), a[2] + int(x.fa or 0)
 
     def labels_seen(self) -> list[str]:
         with self.db.read() as conn:
@@ -299,11 +448,19 @@ class QueryStore:
         return ClipView(r.format, r.sample_rate, r.sha256, r.size, r.uri, r.start_ns, r.preroll_s)
 
     def list_devices(self) -> list[DeviceView]:
-        counts = sa.select(events.c.device_id, sa.func.count().label("n")).group_by(events.c.device_id).subquery()
-        q = sa.select(devices, counts.c.n).outerjoin(counts, counts.c.device_id == devices.c.id).order_by(devices.c.id)
         now = time.time_ns()
+        counts: dict[str, int] = defaultdict(int)
         with self.db.read() as conn:
-            rows = conn.execute(q).all()
+            rows = conn.execute(sa.select(devices).order_by(devices.c.id)).all()
+            pos = 0
+            if self.use_rollup:  # the all-time counts, and the events past the rollup's cursor
+                pos, _ = rollup.cursors_now(conn)
+                counts.update((d, int(n)) for d, n in conn.execute(
+                    sa.select(event_rollup.c.device_id, event_rollup.c.n)
+                    .where(event_rollup.c.level == rollup.DEVICE_ALL.id)))
+            for d, n in conn.execute(sa.select(events.c.device_id, sa.func.count()).where(events.c.id > pos)
+                                     .group_by(events.c.device_id)):
+                counts[d] += int(n)
         out = []
         for r in rows:
             health = r.health or {}
@@ -318,7 +475,7 @@ class QueryStore:
                 state = "ok"
             out.append(DeviceView(r.id, r.revoked_ns is not None, int(r.acked_seq), r.created_ns,
                                   r.last_heartbeat_ns, state, figures, dict(health.get("info") or {}), r.lat, r.lon,
-                                  int(r.n or 0)))
+                                  counts.get(r.id, 0)))
         return out
 
     def list_alerts(self, *, start_ns: Optional[int] = None, end_ns: Optional[int] = None, kind: str = "",
