@@ -25,7 +25,7 @@ from edge_rt.outbox import Outbox
 from edge_rt.records import ClipInfo, RecordBuilder, Staged
 from edge_rt.ring import RingBuffer
 from edgert.yamnet import frontend
-from edgert.yamnet.analysis import HOP_SAMPLES, WINDOW_SAMPLES, BackgroundLevel, dbfs, dbfs_of_squares
+from edgert.yamnet.analysis import DBFS_FLOOR, HOP_SAMPLES, WINDOW_SAMPLES, BackgroundLevel, dbfs
 from edgert.yamnet.backends import Backend
 from edgert.yamnet.classmap import class_names
 from edgert.yamnet.head import Head
@@ -125,9 +125,13 @@ def levels_of(history: AudioHistory, first: int, n: int) -> list[float]:
     """dBFS of windows first..first+n-1 (window i at i*hop), measured on the history in place."""
     start, end = first * HOP_SAMPLES, (first + n - 1) * HOP_SAMPLES + WINDOW_SAMPLES
     span = history.view(start, end)  # float32[end-start] when all of it is retained
-    if span.size == end - start:
-        squares = np.square(span, dtype=np.float64)  # float64[end-start]: each sample squared once, not per window
-        return [dbfs_of_squares(squares[i * HOP_SAMPLES:i * HOP_SAMPLES + WINDOW_SAMPLES]) for i in range(n)]
+    if span.size == end - start and WINDOW_SAMPLES == 2 * HOP_SAMPLES:
+        # Each sample squared once, each hop's squares summed once: a window is two hops, and numpy's pairwise sum
+        # of a window's 15360 squares is the sum of its halves' pairwise sums, so each level is `dbfs`'s own.
+        halves = np.square(span, dtype=np.float64).reshape(n + 1, HOP_SAMPLES).sum(axis=1)  # float64[n+1]
+        rms = np.sqrt((halves[:-1] + halves[1:]) / WINDOW_SAMPLES)  # float64[n]
+        with np.errstate(divide="ignore"):
+            return np.maximum(20.0 * np.log10(rms), DBFS_FLOOR).tolist()
     return [dbfs(history.view((first + i) * HOP_SAMPLES, (first + i) * HOP_SAMPLES + WINDOW_SAMPLES))
             for i in range(n)]
 
@@ -333,7 +337,9 @@ class Pipeline:
         levels = levels_of(self.history, first, len(pts))
         wins = windows(pts, scores, emb, levels, first, self.head, self.background, self.detector.scorer)
         for w, at in zip(wins, ready):
-            self._emit(self.detector.push(w), at, ms / len(pts))
+            out = self.detector.push(w)
+            if out:
+                self._emit(out, at, ms / len(pts))
 
     def _finish(self) -> None:
         self._emit(self.detector.flush(), None, 0.0)

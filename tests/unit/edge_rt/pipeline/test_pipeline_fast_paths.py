@@ -126,3 +126,27 @@ def test_window_loudness_from_the_history_in_place_equals_each_window_measured_a
     assert levels_of(hist, first, n) == want  # bit for bit
     assert levels_of(hist, 0, 2) == [dbfs(hist.get(0, WINDOW_SAMPLES)), dbfs(hist.get(HOP_SAMPLES, HOP_SAMPLES +
                                                                                       WINDOW_SAMPLES))]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_window_loudness_per_half_window_sums_is_bit_for_bit_dbfs(seed):
+    """levels_of sums each hop's squares once: every level still equals `dbfs` of its window alone, over levels
+    from near silence to full scale, digital silence and every batch size up to max_batch."""
+    from edge_rt.pipeline import AudioHistory, levels_of
+    from edgert.yamnet.analysis import HOP_SAMPLES, WINDOW_SAMPLES, dbfs
+
+    rng = np.random.default_rng(seed)
+    seconds = 30
+    gain = 10.0 ** rng.uniform(-6, 0, seconds * 16000 // HOP_SAMPLES + 1).repeat(HOP_SAMPLES)[:seconds * 16000]
+    audio = (rng.standard_normal(seconds * 16000) * gain).clip(-1, 1).astype(np.float32)
+    audio[3 * HOP_SAMPLES:6 * HOP_SAMPLES] = 0.0
+    hist = AudioHistory(40.0)
+    hist.append(audio)
+    first = 0
+    while True:
+        n = int(rng.integers(1, 9))
+        if (first + n - 1) * HOP_SAMPLES + WINDOW_SAMPLES > audio.size:
+            break
+        want = [dbfs(audio[(first + i) * HOP_SAMPLES:(first + i) * HOP_SAMPLES + WINDOW_SAMPLES]) for i in range(n)]
+        assert levels_of(hist, first, n) == want, (first, n)
+        first += n
