@@ -189,6 +189,7 @@ class Detector:
         self.speech_idx = np.array([index[c] for c in (speech.classes if speech else [SPEECH_CLASS])])
         self.rules = RuleEngine(rules)
         self._thresholds = self._threshold_row()
+        self._open = 0  # tracks with an active event
 
     def retune(self, cfg: DetectorConfig) -> None:
         """Take new operating points (thresholds, minimum hits) for the same labels and scoring, keeping open
@@ -219,6 +220,10 @@ class Detector:
             hear.debug("t=%.2f %.0f dBFS hears %s", w.start_s, w.dbfs,
                        ", ".join(f"{n} {s:.2f}" for n, s in top_classes(w.scores, self.names, self.cfg.top_k)))
         above = (scores >= self._thresholds).tolist() if loud else [False] * len(self.tracks)  # bool[L]
+        if not self._open and True not in above:  # most windows: nothing open, nothing heard
+            for t in self.tracks:
+                t.recent.append(None)
+            return out
         for t, hit in zip(self.tracks, above):
             ev = t.active
             if ev is None:
@@ -228,6 +233,7 @@ class Detector:
                 hits = [x for x in t.recent if x is not None]
                 if len(hits) >= t.min_hits:
                     ev = t.active = Event(t.label, onset_s(hits[0]), 0.0)
+                    self._open += 1
                     for x in hits:
                         self._absorb(ev, x, float(self.label_scores(x)[t.pos]))
                     ev.classes = self._classes(ev)
@@ -276,6 +282,7 @@ class Detector:
         ev.classes = self._classes(ev)
         ev.end_s = max(ev.start_s + FRAME_S, offset_s(ev.last_hit))
         t.active = None
+        self._open -= 1
         t.misses = 0
         t.recent.clear()
         return ev
