@@ -127,10 +127,20 @@ class LabelScorer:
         self.blend = np.array([lc.fusion == "blend" for lc in cfg.labels.values()])  # bool[L]
         self.veto = [np.array([pos[v] for v in lc.head_veto], np.int64) for lc in cfg.labels.values()]
         self.veto_min = cfg.head_veto_min
+        # The same, for a whole batch in a few calls: every label's classes side by side and where each label's
+        # run starts (np.maximum.reduceat), and bool[L,L] "label k vetoes label j's head".
+        self._classes = np.concatenate(self.idx) if self.idx else np.zeros(0, np.int64)
+        self._starts = np.cumsum([0] + [i.size for i in self.idx[:-1]])
+        self._runs = all(i.size for i in self.idx)  # reduceat needs every run non-empty
+        self._vetoes = np.zeros((len(self.labels), len(self.labels)), bool)
+        for j, veto in enumerate(self.veto):
+            self._vetoes[veto, j] = True
 
     def groups(self, scores: np.ndarray) -> np.ndarray:
         """float32[N,521] class scores -> float32[N,L] AudioSet group scores (max over each label's classes)."""
         scores = np.asarray(scores, np.float32).reshape(-1, scores.shape[-1])
+        if self._runs and len(scores):
+            return np.maximum.reduceat(scores[:, self._classes], self._starts, axis=1)
         return np.stack([scores[:, i].max(axis=1) for i in self.idx], axis=1)
 
     def head_matrix(self, head: Optional[Sequence[Optional[Mapping[str, float]]]], n: int) -> np.ndarray:
@@ -148,9 +158,8 @@ class LabelScorer:
         if head is None:
             return groups.astype(np.float32, copy=True)
         usable = ~np.isnan(head)
-        for j, veto in enumerate(self.veto):
-            if veto.size:
-                usable[:, j] &= ~(groups[:, veto] >= self.veto_min).any(axis=1)
+        if self._vetoes.any():  # label j's head is vetoed where any label k that vetoes it scores >= veto_min
+            usable &= ~((groups >= self.veto_min)[:, :, None] & self._vetoes).any(axis=1)
         h = np.where(usable, head, 0.0)
         w = self.weight
         fused = np.where(self.blend, (1.0 - w) * groups + w * h, np.maximum(groups, w * h))
