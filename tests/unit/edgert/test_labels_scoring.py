@@ -157,3 +157,29 @@ def test_detector_label_scores_agree_with_the_label_scorer():
     np.testing.assert_allclose(got, expected, atol=1e-6)
     np.testing.assert_array_equal(got, LabelScorer(CFG, NAMES)(s, [head])[0])
     assert w.labels is got  # computed once and kept on the window
+
+
+def test_a_batch_is_scored_as_each_label_and_veto_taken_one_by_one():
+    """groups() and fuse() take a batch in a few whole-array calls: the same float32 scores as a max per label
+    and a veto per label, for the shipped scoring and random batches with and without head opinions."""
+    from edgert import labels as shipped
+
+    for cfg in (make_cfg(), shipped.scoring()):
+        scorer = LabelScorer(cfg, NAMES)
+        rng = np.random.default_rng(5)
+        for _ in range(300):
+            n = int(rng.integers(1, 17))
+            scores = (rng.uniform(0, 1, (n, len(NAMES))) ** rng.uniform(1, 8)).astype(np.float32)
+            head = rng.uniform(0, 1, (n, len(scorer.labels))).astype(np.float32)
+            head[rng.uniform(size=head.shape) < 0.3] = np.nan
+            groups = np.stack([scores[:, i].max(axis=1) for i in scorer.idx], axis=1)
+            usable = ~np.isnan(head)
+            for j, veto in enumerate(scorer.veto):
+                if veto.size:
+                    usable[:, j] &= ~(groups[:, veto] >= scorer.veto_min).any(axis=1)
+            h, w = np.where(usable, head, 0.0), scorer.weight
+            fused = np.where(scorer.blend, (1.0 - w) * groups + w * h, np.maximum(groups, w * h))
+            want = np.where(usable, fused, groups).astype(np.float32)
+            got = scorer.groups(scores)
+            assert got.dtype == np.float32 and np.array_equal(got, groups)
+            assert np.array_equal(scorer.fuse(got, head), want)
