@@ -18,9 +18,9 @@ AUDIO_SUFFIXES = (".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".a
 """What `dir:` plays; `file:` tries any name, since libsndfile recognises formats by content."""
 
 FAST_BLOCK_SECONDS = 1.0
-"""Audio one sink call gets from a file played as fast as possible: the decoder still reads the chunk length at a
-time, so what a failure mid-file keeps is the same; ten times fewer calls cost the capture thread a tenth as much
-beside the model. Resampling and repairs are the same in any block size."""
+"""Audio one sink call gets from a file played as fast as possible, decoded in one read (a failed read is read again
+in reads of the chunk length, so what a failure mid-file keeps is the same); ten times fewer calls cost the capture
+thread a tenth as much beside the model. Resampling and repairs are the same in any block size."""
 
 _RIFF_HEADER = struct.Struct("<4sI4s")  # "RIFF", size, "WAVE"
 _CHUNK_HEADER = struct.Struct("<4sI")  # chunk id, chunk size
@@ -95,8 +95,9 @@ def scan_folder(folder: Path) -> tuple[list[Path], list[Path]]:
 def play_file(path: Path, feed: Feed, block_seconds: float | None = None) -> bool:
     """Decode `path` block by block into `feed`. True when it played to the end, False when a stop cut it short.
 
-    The decoder reads the feed's chunk length at a time; `block_seconds` (default: the same) of those are
-    sanitized, resampled and emitted together, so memory does not grow with the file. Raises
+    `block_seconds` (default: the feed's chunk length) of audio are decoded in one read, then sanitized, resampled
+    and emitted together, so memory does not grow with the file; a read that fails is read again in reads of the
+    chunk length. Raises
     SourceNotFoundError, EmptySourceError or AudioDecodeError; a decoder failure mid-file comes after the audio
     before it (up to the last whole read) was delivered, and says how far decoding got.
     """
@@ -123,8 +124,21 @@ def play_file(path: Path, feed: Feed, block_seconds: float | None = None) -> boo
         while not feed.stopping():
             # a fresh buffer per block: the sink may keep what it is given, and mono 16 kHz passes through uncopied
             block = np.empty((block_frames, info.channels), np.float32)
-            filled = 0
-            while filled < block_frames:
+            filled, whole = 0, False
+            if block_frames > read_frames:
+                # The whole block in one read: soundfile's own cost per read (about 10 us) was most of what a fast
+                # file cost the capture thread. A read that fails is read again from the block's start in reads
+                # of the chunk length, so what a failure mid-file keeps is the same.
+                try:
+                    filled, whole = len(handle.read(always_2d=True, out=block)), True
+                except sf.SoundFileError as err:
+                    try:
+                        handle.seek(decoded)
+                    except (sf.SoundFileError, RuntimeError):
+                        feed.emit(resampler.flush())
+                        raise AudioDecodeError(f"{path} could not be decoded past {decoded / info.samplerate:.2f} s "
+                                               f"({_reason(err)})") from None
+            while not whole and filled < block_frames:
                 try:
                     got = len(handle.read(always_2d=True, out=block[filled:filled + read_frames]))
                 except sf.SoundFileError as err:
