@@ -33,6 +33,8 @@ from cloud_svc.domain import (
 )
 from cloud_svc.errors import InvalidMessage, NotFound
 from cloud_svc.schema import (
+    CELL_ROW,
+    CELLS_PER_DEG,
     alert_events,
     alerts,
     clips,
@@ -51,6 +53,22 @@ from cloud_svc.store.reviews import is_current
 
 DEGRADED_FIGURES = ("outbox_dropped", "ring_overruns", "loop_errors")
 _DECISION_INDEX = {"real": 0, "false_alarm": 1, "wrong_label": 2}
+
+
+def cell_ranges(b, most: int = 64) -> Optional[list[int]]:
+    """The values of events.cell that events inside box `b` may have (None when more than `most`): every cell
+    the box touches, and the next one up in each direction, since MySQL rounds where SQLite truncates."""
+    def span(lo: float, hi: float, origin: float) -> range:
+        return range(math.floor((lo + origin) * CELLS_PER_DEG), math.floor((hi + origin) * CELLS_PER_DEG) + 2)
+
+    ys = span(b.min_lat, b.max_lat, 90.0)
+    if b.min_lon <= b.max_lon:
+        xs = list(span(b.min_lon, b.max_lon, 180.0))
+    else:  # the box crosses the antimeridian
+        xs = list(span(b.min_lon, 180.0, 180.0)) + list(span(-180.0, b.max_lon, 180.0))
+    if len(ys) * len(xs) > most:
+        return None
+    return [y * CELL_ROW + x for y in ys for x in xs]
 
 
 class QueryStore:
@@ -79,6 +97,9 @@ class QueryStore:
             q = q.where(e.c.device_id.in_(f.device_ids))
         if f.bbox is not None:
             b = f.bbox
+            cells = cell_ranges(b) if f.labels else None
+            if cells is not None:  # the cells under the box first (ix_events_label_cell_start_ns_lat_lon)
+                q = q.where(e.c.cell.in_(cells))
             q = q.where(e.c.lat.between(b.min_lat, b.max_lat))
             if b.min_lon <= b.max_lon:
                 q = q.where(e.c.lon.between(b.min_lon, b.max_lon))
@@ -190,7 +211,7 @@ class QueryStore:
         with self.db.read() as conn:
             if not self._rollable(f):
                 return self._count(conn, f)
-            cut = rollup.split(f.start_ns, f.end_ns, (rollup.FLEET_HOUR, rollup.FLEET_MINUTE))
+            cut = rollup.split(f.start_ns, f.end_ns, rollup.FLEET)
             n = sum(self._count(conn, replace(f, start_ns=a, end_ns=b)) for a, b in cut.edges)
             if cut.covered:
                 pos, _ = rollup.cursors_now(conn)
@@ -226,7 +247,7 @@ class QueryStore:
             if not self._rollable(f):
                 missing = self._cells_raw(conn, f, cell_deg, add)
             else:
-                cut = rollup.split(f.start_ns, f.end_ns, (rollup.PLACE_DAY, rollup.PLACE_HOUR))
+                cut = rollup.split(f.start_ns, f.end_ns, (rollup.PLACE_DAY, rollup.PLACE_6H, rollup.PLACE_HOUR))
                 missing = sum(self._cells_raw(conn, replace(f, start_ns=a, end_ns=b), cell_deg, add)
                               for a, b in cut.edges)
                 if cut.covered:
@@ -289,8 +310,7 @@ class QueryStore:
             if not self._rollable(f) or step % (60 * rollup.NS):
                 self._timeline_raw(conn, f, step, counts)
             else:
-                levels = ((rollup.FLEET_HOUR, rollup.FLEET_MINUTE) if step % (3600 * rollup.NS) == 0
-                          else (rollup.FLEET_MINUTE,))
+                levels = tuple(lv for lv in rollup.FLEET if step % (lv.step_s * rollup.NS) == 0)  # what fits
                 cut = rollup.split(f.start_ns, f.end_ns, levels)
                 for a, b in cut.edges:
                     self._timeline_raw(conn, replace(f, start_ns=a, end_ns=b), step, counts)
@@ -316,7 +336,7 @@ class QueryStore:
             if not self._rollable(f):
                 self._review_stats_raw(conn, f, acc)
             else:
-                cut = rollup.split(f.start_ns, f.end_ns, (rollup.FLEET_HOUR, rollup.FLEET_MINUTE))
+                cut = rollup.split(f.start_ns, f.end_ns, rollup.FLEET)
                 for a, b in cut.edges:
                     self._review_stats_raw(conn, replace(f, start_ns=a, end_ns=b), acc)
                 if cut.covered:
@@ -367,8 +387,8 @@ class QueryStore:
             if not self._rollable(f):
                 self._false_alarms_raw(conn, f, acc)
             else:
-                levels = ((rollup.PLACE_DAY, rollup.PLACE_HOUR) if f.labels
-                          else (rollup.DEVICE_DAY, rollup.DEVICE_HOUR))
+                levels = ((rollup.PLACE_DAY, rollup.PLACE_6H, rollup.PLACE_HOUR) if f.labels
+                          else (rollup.DEVICE_DAY, rollup.DEVICE_6H, rollup.DEVICE_HOUR))
                 cut = rollup.split(f.start_ns, f.end_ns, levels)
                 for a, b in cut.edges:
                     self._false_alarms_raw(conn, replace(f, start_ns=a, end_ns=b), acc)

@@ -1,11 +1,11 @@
 """The events' rollup: counts that keep the dashboard's aggregates bounded as the store grows (issue 14).
 
 One follower (a lease per database, as the fleet correlator and the bridges hold) reads the events and the reviews
-in id order past its two cursors and adds them to `event_rollup`, at the levels of LEVELS: per label per minute and
-per hour for the whole fleet; per device, label and position per hour and per day (the map, the per-device page
-under a label filter); per device per hour, per day and for all time (the per-device page, the devices page). A row
-also counts the current reviews of its events by decision: a review that replaces an earlier one (a changed mind)
-moves its event's count from the old decision to the new.
+in id order past its two cursors and adds them to `event_rollup`, at the levels of LEVELS: per label per minute,
+5 minutes and hour for the whole fleet; per device, label and position per hour, 6 hours and day (the map, the
+per-device page under a label filter); per device per hour, 6 hours, day and for all time (the per-device page, the
+devices page). A row also counts the current reviews of its events by decision: a review that replaces an earlier
+one (a changed mind) moves its event's count from the old decision to the new.
 
 A read over a window [s, e) takes the whole blocks of the window from the rollup (coarse ones in the middle, finer
 towards the ends: `split`) and the rest from the events themselves: the ends finer than the finest level, and, in the
@@ -61,7 +61,12 @@ PLACE_DAY = Level(4, 86400, True, True, True)
 DEVICE_HOUR = Level(5, 3600, True, False, False)
 DEVICE_DAY = Level(6, 86400, True, False, False)
 DEVICE_ALL = Level(7, 0, True, False, False)
-LEVELS = (FLEET_MINUTE, FLEET_HOUR, PLACE_HOUR, PLACE_DAY, DEVICE_HOUR, DEVICE_DAY, DEVICE_ALL)
+PLACE_6H = Level(8, 6 * 3600, True, True, True)
+DEVICE_6H = Level(9, 6 * 3600, True, False, False)
+FLEET_5MIN = Level(10, 300, False, True, False)
+LEVELS = (FLEET_MINUTE, FLEET_5MIN, FLEET_HOUR, PLACE_HOUR, PLACE_6H, PLACE_DAY, DEVICE_HOUR, DEVICE_6H, DEVICE_DAY,
+          DEVICE_ALL)
+FLEET = (FLEET_HOUR, FLEET_5MIN, FLEET_MINUTE)   # coarsest first, each step a multiple of the next
 
 
 class _Lost(Exception):

@@ -1,7 +1,8 @@
-"""The events' rollup (issue 14): counts per label per minute and hour for the fleet, per device, label and
-position per hour and day, per device per hour, day and all time, with the current reviews' decisions; kept by one
-follower (cloud_svc.store.rollup) so that the dashboard's aggregates read a bounded number of rows however large the
-store grows. The follower fills it from the stored events on its first steps (its cursors start at 0).
+"""The events' rollup (issue 14): counts per label per minute, 5 minutes and hour for the fleet; per device, label
+and position per hour, 6 hours and day; per device per hour, 6 hours, day and all time; each with the current
+reviews' decisions. One follower (cloud_svc.store.rollup) keeps it, so that the dashboard's aggregates read a
+bounded number of rows however large the store grows. The follower fills it from the stored events on its first
+steps (its cursors start at 0).
 
 Revision ID: 0007
 Revises: 0006
