@@ -9,7 +9,9 @@ transaction per chunk. Fills are incremental and resumable: rows are a pure func
 finds 1M events goes on from there to 10M, and an interrupted fill restarts after its last whole chunk. Each size's
 new rows sweep the 30 days in time order (a growing store's ids follow time).
 
-At each size every query runs `--calls` times with randomized parameters (the same sequence at every size):
+After each fill the rollup's follower (`cloud_svc.store.rollup`, which `serve` runs in the background) catches up
+with the stored events, and its pace and the rollup's rows per level are printed. At each size every query runs
+`--calls` times with randomized parameters (the same sequence at every size):
 
 - ListEvents (`QueryStore.list_events`, the Query API's page: order by id, 101 rows) with a time window, a city's
   bounding box and one or two labels;
@@ -422,6 +424,29 @@ def drop_database(url: str) -> None:
     admin.dispose()
 
 
+def catch_up(store: Store) -> dict:
+    """Brings the rollup's follower (cloud_svc.store.rollup) up to the stored events, as `serve` does in the
+    background, and reports its pace and the rollup's size."""
+    from cloud_svc.store.rollup import LEVELS
+
+    t = time.perf_counter()
+    n = 0
+    with tqdm(desc="rollup follower", unit="event", file=sys.stderr, leave=False) as bar:
+        while True:
+            k = store.rollup.step(batch=200_000, settle_s=0.0)
+            if not k:
+                break
+            n += k
+            bar.update(k)
+    spent = time.perf_counter() - t
+    with store.db.read() as conn:
+        rows = dict(conn.execute(sa.text("SELECT level, COUNT(*) FROM event_rollup GROUP BY level")).all())
+    out = {"rolled": n, "seconds": spent, "rows_by_level": {str(lv.id): int(rows.get(lv.id, 0)) for lv in LEVELS}}
+    print(f"rollup follower: {n:,} events and reviews in {spent:.0f} s ({n / max(spent, 1e-9):,.0f}/s); rollup rows "
+          f"by level {out['rows_by_level']}", flush=True)
+    return out
+
+
 def verdicts(results: dict[int, dict[str, dict]]) -> list[str]:
     sizes = sorted(results)
     big = sizes[-1]
@@ -465,6 +490,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"machine: {info}", flush=True)
         results: dict[int, dict[str, dict]] = {}
         fills: dict[int, float] = {}
+        rolled: dict[int, dict] = {}
         lo = 0
         for n in sizes:
             fills[n] = fill(store, n, (lo, n), fleet)
@@ -472,8 +498,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                 print(f"{n:,} events: not timed, the store holds {stored(store):,} (a fresh --db times it)")
                 lo = n
                 continue
+            rolled[n] = catch_up(store)
             with store.db.read() as conn:
-                conn.exec_driver_sql("ANALYZE TABLE events, event_ends, reviews, verifications")
+                conn.exec_driver_sql("ANALYZE TABLE events, event_ends, reviews, verifications, event_rollup")
             print(f"{n:,} events (fill {fills[n]:.0f} s, {n - lo:,} added), load average {os.getloadavg()[0]:.1f}:",
                   flush=True)
             results[n] = time_all(store, a.calls, a.seed, a.cap_s)
@@ -500,7 +527,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"\nEXPLAIN at {sizes[-1]:,} events:")
             print("\n".join(plan_lines(plans)))
         if a.out:
-            a.out.write_text(json.dumps({"machine": info, "sizes": sizes, "fill_s": fills, "results": results,
+            a.out.write_text(json.dumps({"machine": info, "sizes": sizes, "fill_s": fills, "rollup": rolled,
+                                         "results": results,
                                          "verdicts": verdicts(results), "explain": plans}, indent=1, default=str))
     finally:
         store.close()
