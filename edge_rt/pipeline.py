@@ -136,6 +136,45 @@ def levels_of(history: AudioHistory, first: int, n: int) -> list[float]:
             for i in range(n)]
 
 
+class HopSquares:
+    """The float64 sum of squares of each hop of the stream (hop b: samples [b*hop, (b+1)*hop)), taken as the hop
+    arrives in the history, while its samples are still in cache, for the last `keep` hops. A window is two hops,
+    and numpy's pairwise sum of a window's 15360 squares is the sum of its halves' pairwise sums: `levels` gives
+    each window's `dbfs`, bit for bit, without reading the window's samples again after the model ran."""
+
+    def __init__(self, keep: int):
+        self.keep = keep
+        self.sums = np.zeros(keep, np.float64)
+        self.done = 0  # hops summed so far
+        self.known = 0  # the first hop whose sum is known (a span no longer retained is skipped, not summed)
+
+    def update(self, history: AudioHistory) -> None:
+        """Sum the hops that the history completed since the last call."""
+        end = history.total // HOP_SAMPLES
+        if end <= self.done:
+            return
+        start = max(self.done, end - self.keep)
+        span = history.view(start * HOP_SAMPLES, end * HOP_SAMPLES)
+        if span.size != (end - start) * HOP_SAMPLES:  # part of it no longer retained: levels_of measures those
+            self.done = self.known = end
+            return
+        if start > self.done:
+            self.known = start
+        sums = np.square(span, dtype=np.float64).reshape(end - start, HOP_SAMPLES).sum(axis=1)
+        self.sums[np.arange(start, end) % self.keep] = sums
+        self.done = end
+
+    def levels(self, first: int, n: int) -> Optional[list[float]]:
+        """dBFS of windows first..first+n-1, or None when a hop they span is not summed here."""
+        if WINDOW_SAMPLES != 2 * HOP_SAMPLES or first < max(self.known, self.done - self.keep) or \
+                first + n + 1 > self.done:
+            return None
+        halves = self.sums[np.arange(first, first + n + 1) % self.keep]  # float64[n+1]
+        rms = np.sqrt((halves[:-1] + halves[1:]) / WINDOW_SAMPLES)  # float64[n]
+        with np.errstate(divide="ignore"):
+            return np.maximum(20.0 * np.log10(rms), DBFS_FLOOR).tolist()
+
+
 class Pipeline:
     """Runs one source to the outbox. `run()` blocks until the source ends or `stop()`; never dies on one bad window."""
 
@@ -161,6 +200,7 @@ class Pipeline:
         self.background = BackgroundLevel()
         self._read_max = cfg.runtime.max_batch * HOP_SAMPLES
         self._chunk = np.empty(self._read_max, np.float32)  # the loop's read buffer: history and front end copy it
+        self._hops = HopSquares(max(64, 4 * cfg.runtime.max_batch))  # windows' loudness, hop by hop as audio comes
         # Records not yet written, in order, each with the line it logs once it is on disk (an ended event waits
         # for its clip); when each event's window was ready; and when the oldest of them was staged.
         self._staged: list[tuple[Union[Staged, _Ending], str]] = []
@@ -281,6 +321,7 @@ class Pipeline:
     def _step(self, chunk: np.ndarray) -> None:
         try:
             self.history.append(chunk)
+            self._hops.update(self.history)
             self.summary.audio_s += chunk.size / SR
             self.metrics.audio_s.inc(chunk.size / SR)
             new = self.front.push(chunk)  # float32[k,96,64]
@@ -334,7 +375,9 @@ class Pipeline:
         self.metrics.note_inference(ms, len(pts))
         first = self._patch_index
         self._patch_index += len(pts)
-        levels = levels_of(self.history, first, len(pts))
+        levels = self._hops.levels(first, len(pts))
+        if levels is None:
+            levels = levels_of(self.history, first, len(pts))
         wins = windows(pts, scores, emb, levels, first, self.head, self.background, self.detector.scorer)
         for w, at in zip(wins, ready):
             out = self.detector.push(w)

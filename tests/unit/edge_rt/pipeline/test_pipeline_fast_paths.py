@@ -140,13 +140,40 @@ def test_window_loudness_per_half_window_sums_is_bit_for_bit_dbfs(seed):
     gain = 10.0 ** rng.uniform(-6, 0, seconds * 16000 // HOP_SAMPLES + 1).repeat(HOP_SAMPLES)[:seconds * 16000]
     audio = (rng.standard_normal(seconds * 16000) * gain).clip(-1, 1).astype(np.float32)
     audio[3 * HOP_SAMPLES:6 * HOP_SAMPLES] = 0.0
-    hist = AudioHistory(40.0)
-    hist.append(audio)
+    hist = AudioHistory(5.0)  # wraps every 5 s: spans that wrap and spans that do not
     first = 0
     while True:
         n = int(rng.integers(1, 9))
-        if (first + n - 1) * HOP_SAMPLES + WINDOW_SAMPLES > audio.size:
+        end = (first + n - 1) * HOP_SAMPLES + WINDOW_SAMPLES
+        if end > audio.size:
             break
+        hist.append(audio[hist.total:end + int(rng.integers(0, HOP_SAMPLES))])
         want = [dbfs(audio[(first + i) * HOP_SAMPLES:(first + i) * HOP_SAMPLES + WINDOW_SAMPLES]) for i in range(n)]
         assert levels_of(hist, first, n) == want, (first, n)
         first += n
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_window_loudness_summed_hop_by_hop_as_audio_arrives_is_bit_for_bit_dbfs(seed):
+    """The loop sums each hop's squares when the hop reaches the history (HopSquares): every window's level is
+    still `dbfs` of the window alone, for chunks of any size; where a hop is no longer kept it says so (None)."""
+    from edge_rt.pipeline import AudioHistory, HopSquares
+    from edgert.yamnet.analysis import HOP_SAMPLES, WINDOW_SAMPLES, dbfs
+
+    rng = np.random.default_rng(seed)
+    audio = (rng.standard_normal(40 * 16000) * 10.0 ** rng.uniform(-6, 0, 40 * 16000 // 4000 + 1).repeat(4000)
+             [:40 * 16000]).clip(-1, 1).astype(np.float32)
+    audio[7 * HOP_SAMPLES:10 * HOP_SAMPLES] = 0.0
+    hist, hops = AudioHistory(5.0), HopSquares(40)
+    first = 0
+    while hist.total < audio.size:
+        hist.append(audio[hist.total:hist.total + int(rng.choice([320, 1600, 16000, 8 * HOP_SAMPLES]))])
+        hops.update(hist)
+        while (first + 1) * HOP_SAMPLES + WINDOW_SAMPLES <= hist.total:  # the windows the audio completed so far
+            n = min(int(rng.integers(1, 9)), (hist.total - WINDOW_SAMPLES) // HOP_SAMPLES + 1 - first)
+            want = [dbfs(audio[(first + i) * HOP_SAMPLES:(first + i) * HOP_SAMPLES + WINDOW_SAMPLES])
+                    for i in range(n)]
+            assert hops.levels(first, n) == want, (first, n)
+            first += n
+    assert hops.levels(0, 1) is None  # long gone
+    assert hops.levels(hops.done - 1, 1) is None  # its second hop is not there yet
