@@ -200,6 +200,8 @@ event_rollup = sa.Table(
     sa.Column("lon", sa.Double, primary_key=True, autoincrement=False),
     sa.Column("n", sa.BigInteger, nullable=False),            # events
     sa.Column("min_pk", sa.BigInteger, nullable=False),       # the smallest event id among them (a map cell's link)
+    sa.Column("lat_sum", sa.Double, nullable=False),          # the sums of their lat and lon (the map grid's levels)
+    sa.Column("lon_sum", sa.Double, nullable=False),
     sa.Column("rv_real", sa.BigInteger, nullable=False),      # their current reviews, by decision
     sa.Column("rv_fa", sa.BigInteger, nullable=False),
     sa.Column("rv_wl", sa.BigInteger, nullable=False),

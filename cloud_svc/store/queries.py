@@ -71,6 +71,13 @@ def cell_ranges(b, most: int = 64) -> Optional[list[int]]:
     return [y * CELL_ROW + x for y in ys for x in xs]
 
 
+def _grid_shift(cell_deg: float) -> Optional[int]:
+    """k when `cell_deg` is exactly 2^k cells of the rollup's map grid (rollup.GRID_DEG), else None."""
+    ratio = cell_deg / rollup.GRID_DEG
+    k = round(math.log2(ratio)) if ratio >= 1 else -1
+    return k if 0 <= k <= 30 and rollup.GRID_DEG * 2 ** k == cell_deg else None
+
+
 class QueryStore:
     """Queries; a device whose last heartbeat is older than `stale_after_s` is listed as stale."""
 
@@ -247,23 +254,33 @@ class QueryStore:
             if not self._rollable(f):
                 missing = self._cells_raw(conn, f, cell_deg, add)
             else:
-                cut = rollup.split(f.start_ns, f.end_ns, (rollup.PLACE_DAY, rollup.PLACE_6H, rollup.PLACE_HOUR))
+                # Cells of the map's grid or a power-of-two multiple of them (every integer zoom up to 10) add up
+                # whole grid cells (floor((x / g) / 2^k) == floor(x / g) >> k, exactly in binary floating point);
+                # any other size groups the positions of each device.
+                shift = _grid_shift(cell_deg)
+                levels = ((rollup.GRID_DAY, rollup.GRID_6H, rollup.GRID_HOUR) if shift is not None
+                          else (rollup.PLACE_DAY, rollup.PLACE_6H, rollup.PLACE_HOUR))
+                cut = rollup.split(f.start_ns, f.end_ns, levels)
                 missing = sum(self._cells_raw(conn, replace(f, start_ns=a, end_ns=b), cell_deg, add)
                               for a, b in cut.edges)
                 if cut.covered:
                     pos, _ = rollup.cursors_now(conn)
                     r = event_rollup.c
                     q = (self._rows(f, cut, r.label, r.lat, r.lon, sa.func.sum(r.n).label("n"),
-                                    sa.func.min(r.min_pk).label("pk"))
+                                    sa.func.min(r.min_pk).label("pk"), sa.func.sum(r.lat_sum).label("lat_sum"),
+                                    sa.func.sum(r.lon_sum).label("lon_sum"))
                          .where(r.n > 0).group_by(r.label, r.lat, r.lon))
                     for x in conn.execute(q):
                         n = int(x.n)
                         if x.lat == rollup.NO_POSITION:
                             missing += n
-                            continue
-                        lat, lon = float(x.lat), float(x.lon)
-                        add((math.floor((lat + 90.0) / cell_deg), math.floor((lon + 180.0) / cell_deg), x.label),
-                            n, lat * n, lon * n, int(x.pk))
+                        elif shift is not None:
+                            add((int(x.lat) >> shift, int(x.lon) >> shift, x.label), n, float(x.lat_sum),
+                                float(x.lon_sum), int(x.pk))
+                        else:
+                            lat, lon = float(x.lat), float(x.lon)
+                            add((math.floor((lat + 90.0) / cell_deg), math.floor((lon + 180.0) / cell_deg),
+                                 x.label), n, lat * n, lon * n, int(x.pk))
                     missing += self._cells_raw(conn, replace(f, start_ns=cut.c0, end_ns=cut.c1, after_id=pos),
                                                cell_deg, add)
         distress = set(distress_labels)

@@ -1,11 +1,12 @@
 """The events' rollup: counts that keep the dashboard's aggregates bounded as the store grows (issue 14).
 
 One follower (a lease per database, as the fleet correlator and the bridges hold) reads the events and the reviews
-in id order past its two cursors and adds them to `event_rollup`, at the levels of LEVELS: per label per minute,
-5 minutes and hour for the whole fleet; per device, label and position per hour, 6 hours and day (the map, the
+in id order past its two cursors and adds them to `event_rollup`, at the levels of LEVELS: per label per minute, 5
+minutes and hour for the whole fleet; per device, label and position per hour, 6 hours and day (the map, the
 per-device page under a label filter); per device per hour, 6 hours, day and for all time (the per-device page, the
-devices page). A row also counts the current reviews of its events by decision: a review that replaces an earlier
-one (a changed mind) moves its event's count from the old decision to the new.
+devices page); per label and cell of the map's grid (GRID_DEG) per hour, 6 hours and day (the map at zooms up to
+10). A row also counts the current reviews of its events by decision: a review that replaces an earlier one (a
+changed mind) moves its event's count from the old decision to the new.
 
 A read over a window [s, e) takes the whole blocks of the window from the rollup (coarse ones in the middle, finer
 towards the ends: `split`) and the rest from the events themselves: the ends finer than the finest level, and, in the
@@ -21,6 +22,7 @@ job that deletes them must subtract them here too.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
@@ -52,6 +54,7 @@ class Level:
     device: bool
     label: bool
     position: bool
+    grid: bool = False     # keyed by the GRID_DEG cell of the position (lat, lon hold its row and column)
 
 
 FLEET_MINUTE = Level(1, 60, False, True, False)
@@ -64,8 +67,14 @@ DEVICE_ALL = Level(7, 0, True, False, False)
 PLACE_6H = Level(8, 6 * 3600, True, True, True)
 DEVICE_6H = Level(9, 6 * 3600, True, False, False)
 FLEET_5MIN = Level(10, 300, False, True, False)
+GRID_HOUR = Level(11, 3600, False, True, False, grid=True)
+GRID_6H = Level(12, 6 * 3600, False, True, False, grid=True)
+GRID_DAY = Level(13, 86400, False, True, False, grid=True)
 LEVELS = (FLEET_MINUTE, FLEET_5MIN, FLEET_HOUR, PLACE_HOUR, PLACE_6H, PLACE_DAY, DEVICE_HOUR, DEVICE_6H, DEVICE_DAY,
-          DEVICE_ALL)
+          DEVICE_ALL, GRID_HOUR, GRID_6H, GRID_DAY)
+# The map's finest nested grid: the dashboard's cell at zoom 10 (360 / 2^10 * 48 / 256 degrees, exact in binary), so
+# that the cell of every integer zoom up to 10 is a power-of-two multiple of it and its cells are whole grid cells.
+GRID_DEG = 360.0 / 2 ** 10 * 48 / 256
 FLEET = (FLEET_HOUR, FLEET_5MIN, FLEET_MINUTE)   # coarsest first, each step a multiple of the next
 
 
@@ -194,14 +203,16 @@ def review_changes(conn: Connection, pos: int, hi: Optional[int], event_ids: Seq
 
 def keys(c: ReviewChange) -> list[tuple]:
     """The rollup rows an event counts in, one per level: (level, bucket_ns, device_id, label, lat, lon)."""
-    nopos = c.lat is None or c.lon is None
     out = []
     for level in LEVELS:
         step = level.step_s * NS
+        lat = lon = NO_POSITION
+        if c.lat is not None and c.lon is not None and level.grid:
+            lat, lon = float(math.floor((c.lat + 90.0) / GRID_DEG)), float(math.floor((c.lon + 180.0) / GRID_DEG))
+        elif c.lat is not None and c.lon is not None and level.position:
+            lat, lon = float(c.lat), float(c.lon)
         out.append((level.id, c.start_ns // step * step if step else 0, c.device_id if level.device else "",
-                    c.label if level.label else "",
-                    NO_POSITION if nopos or not level.position else float(c.lat),  # type: ignore[arg-type]
-                    NO_POSITION if nopos or not level.position else float(c.lon)))  # type: ignore[arg-type]
+                    c.label if level.label else "", lat, lon))
     return out
 
 
@@ -217,6 +228,11 @@ class RollupStore:
         """Roll up the settled events and reviews past the cursors, at most `batch` of each, in one transaction
         that also moves the cursors. Returns how many events and reviews it rolled up (0 while another leads)."""
         now = time.time_ns() if now_ns is None else now_ns
+        with self.db.read() as conn:  # nothing new: no write at all (a poll must not take SQLite's write lock)
+            pos, rpos = cursors_now(conn)
+            if (conn.scalar(sa.select(events.c.id).where(events.c.id > pos).limit(1)) is None
+                    and conn.scalar(sa.select(reviews.c.id).where(reviews.c.id > rpos).limit(1)) is None):
+                return 0
         if not self.lease.hold(now):
             return 0
         settled = now - int(settle_s * 1e9)
@@ -262,18 +278,26 @@ class RollupStore:
         div = "/" if self.db.sqlite else "DIV"
         bucket = f"(start_ns {div} {step}) * {step}" if step else "0"
         nopos = "(lat IS NULL OR lon IS NULL)"
-        lat = f"CASE WHEN {nopos} THEN {NO_POSITION!r} ELSE lat END" if level.position else repr(NO_POSITION)
-        lon = f"CASE WHEN {nopos} THEN {NO_POSITION!r} ELSE lon END" if level.position else repr(NO_POSITION)
+        if level.grid:
+            floor = "CAST({} AS INTEGER)" if self.db.sqlite else "FLOOR({})"  # of values >= 0
+            lat = f"CASE WHEN {nopos} THEN {NO_POSITION!r} ELSE {floor.format(f'(lat + 90.0) / {GRID_DEG!r}')} END"
+            lon = f"CASE WHEN {nopos} THEN {NO_POSITION!r} ELSE {floor.format(f'(lon + 180.0) / {GRID_DEG!r}')} END"
+            sums = "COALESCE(SUM(lat), 0), COALESCE(SUM(lon), 0)"
+        else:
+            lat = f"CASE WHEN {nopos} THEN {NO_POSITION!r} ELSE lat END" if level.position else repr(NO_POSITION)
+            lon = f"CASE WHEN {nopos} THEN {NO_POSITION!r} ELSE lon END" if level.position else repr(NO_POSITION)
+            sums = "0, 0"
         device = "device_id" if level.device else "''"
         label = "label" if level.label else "''"
-        head = (f"INSERT INTO event_rollup (level, bucket_ns, device_id, label, lat, lon, n, min_pk, rv_real, rv_fa, "
-                f"rv_wl) SELECT {level.id}, {bucket}, {device}, {label}, {lat}, {lon}, COUNT(*), MIN(id), 0, 0, 0 "
-                f"FROM events "
-                f"WHERE id > :lo AND id <= :hi GROUP BY 1, 2, 3, 4, 5, 6 ")
+        head = (f"INSERT INTO event_rollup (level, bucket_ns, device_id, label, lat, lon, n, min_pk, lat_sum, lon_sum, "
+                f"rv_real, rv_fa, rv_wl) SELECT {level.id}, {bucket}, {device}, {label}, {lat}, {lon}, COUNT(*), "
+                f"MIN(id), {sums}, 0, 0, 0 FROM events WHERE id > :lo AND id <= :hi GROUP BY 1, 2, 3, 4, 5, 6 ")
         if self.db.sqlite:
             return head + ("ON CONFLICT (level, bucket_ns, device_id, label, lat, lon) DO UPDATE SET "
-                           "n = n + excluded.n, min_pk = min(min_pk, excluded.min_pk)")
-        return head + "ON DUPLICATE KEY UPDATE n = n + VALUES(n), min_pk = LEAST(min_pk, VALUES(min_pk))"
+                           "n = n + excluded.n, min_pk = min(min_pk, excluded.min_pk), "
+                           "lat_sum = lat_sum + excluded.lat_sum, lon_sum = lon_sum + excluded.lon_sum")
+        return head + ("ON DUPLICATE KEY UPDATE n = n + VALUES(n), min_pk = LEAST(min_pk, VALUES(min_pk)), "
+                       "lat_sum = lat_sum + VALUES(lat_sum), lon_sum = lon_sum + VALUES(lon_sum)")
 
     def _reviews(self, conn: Connection, batch: int, settled: int) -> int:
         pos = cursor_value(self.db, conn, REVIEWS_CURSOR, create=True)
@@ -305,9 +329,9 @@ class RollupStore:
         return n
 
     def _upsert_reviews(self) -> str:
-        head = ("INSERT INTO event_rollup (level, bucket_ns, device_id, label, lat, lon, n, min_pk, rv_real, rv_fa, "
-                "rv_wl) VALUES (:level, :bucket_ns, :device_id, :label, :lat, :lon, :n, :min_pk, :rv_real, :rv_fa, "
-                ":rv_wl) ")
+        head = ("INSERT INTO event_rollup (level, bucket_ns, device_id, label, lat, lon, n, min_pk, lat_sum, lon_sum, "
+                "rv_real, rv_fa, rv_wl) VALUES (:level, :bucket_ns, :device_id, :label, :lat, :lon, :n, :min_pk, 0, 0, "
+                ":rv_real, :rv_fa, :rv_wl) ")
         cols = ("rv_real", "rv_fa", "rv_wl")
         if self.db.sqlite:
             return head + ("ON CONFLICT (level, bucket_ns, device_id, label, lat, lon) DO UPDATE SET "

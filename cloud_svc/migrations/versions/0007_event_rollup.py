@@ -1,8 +1,8 @@
 """The events' rollup (issue 14): counts per label per minute, 5 minutes and hour for the fleet; per device, label
-and position per hour, 6 hours and day; per device per hour, 6 hours, day and all time; each with the current
-reviews' decisions. One follower (cloud_svc.store.rollup) keeps it, so that the dashboard's aggregates read a
-bounded number of rows however large the store grows. The follower fills it from the stored events on its first
-steps (its cursors start at 0).
+and position per hour, 6 hours and day; per device per hour, 6 hours, day and all time; per label and cell of the
+map's grid per hour, 6 hours and day; each with the current reviews' decisions. One follower
+(cloud_svc.store.rollup) keeps it, so that the dashboard's aggregates read a bounded number of rows however large
+the store grows. The follower fills it from the stored events on its first steps (its cursors start at 0).
 
 Revision ID: 0007
 Revises: 0006
@@ -28,6 +28,8 @@ def upgrade() -> None:
         sa.Column("lon", sa.Double, autoincrement=False, nullable=False),
         sa.Column("n", sa.BigInteger, nullable=False),
         sa.Column("min_pk", sa.BigInteger, nullable=False),
+        sa.Column("lat_sum", sa.Double, nullable=False),
+        sa.Column("lon_sum", sa.Double, nullable=False),
         sa.Column("rv_real", sa.BigInteger, nullable=False),
         sa.Column("rv_fa", sa.BigInteger, nullable=False),
         sa.Column("rv_wl", sa.BigInteger, nullable=False),

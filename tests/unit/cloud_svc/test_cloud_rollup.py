@@ -71,7 +71,7 @@ def _same(store, rng: random.Random) -> int:
             assert fast.count_matching(f) == ref.count_matching(f), (s, e, labels)
             for bucket in (5, 60, 300, 1800, 3600, 3 * 3600, 86400):
                 assert fast.timeline(f, bucket) == ref.timeline(f, bucket), (s, e, labels, bucket)
-            for cell in (1e-5, 0.066, 1.05, 10.0):
+            for cell in (1e-5, 0.066, 1.05, 10.0, rollup.GRID_DEG, rollup.GRID_DEG * 4, rollup.GRID_DEG * 64):
                 got, got_missing = fast.map_cells(f, cell, DISTRESS)
                 want, want_missing = ref.map_cells(f, cell, DISTRESS)
                 assert got_missing == want_missing
@@ -133,6 +133,11 @@ def test_young_events_wait_and_one_follower_leads(store):
     store.rollup.release()
     _ingest(store, random.Random(2), {"a": 100, "b": 100, "c": 100, "moved": 100, "nowhere": 100}, 50)
     assert other.step(settle_s=0) == 50                       # handed over at once
+    with store.db.read() as conn:
+        leases = conn.execute(sa.text("SELECT name, value FROM cursors ORDER BY name")).all()
+    assert other.step(settle_s=0) == 0                        # nothing new: it writes nothing, not even its lease
+    with store.db.read() as conn:
+        assert conn.execute(sa.text("SELECT name, value FROM cursors ORDER BY name")).all() == leases
     assert _same(store, random.Random(3)) > 0
 
 
