@@ -440,7 +440,8 @@ def catch_up(store: Store) -> dict:
             bar.update(k)
     spent = time.perf_counter() - t
     with store.db.read() as conn:
-        rows = dict(conn.execute(sa.text("SELECT level, COUNT(*) FROM event_rollup GROUP BY level")).all())
+        found = conn.execute(sa.text("SELECT level, COUNT(*) FROM event_rollup GROUP BY level")).all()
+    rows: dict[int, int] = {int(level): int(n) for level, n in found}
     out = {"rolled": n, "seconds": spent, "rows_by_level": {str(lv.id): int(rows.get(lv.id, 0)) for lv in LEVELS}}
     print(f"rollup follower: {n:,} events and reviews in {spent:.0f} s ({n / max(spent, 1e-9):,.0f}/s); rollup rows "
           f"by level {out['rows_by_level']}", flush=True)

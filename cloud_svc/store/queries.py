@@ -8,7 +8,7 @@ import math
 import time
 from collections import defaultdict
 from dataclasses import replace
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -237,87 +237,83 @@ class QueryStore:
     def map_cells(self, f: EventFilter, cell_deg: float, distress_labels: Sequence[str] = (),
                   max_cells: int = 5000) -> tuple[list[MapCell], int]:
         """Events matching `f` that have a position, aggregated on a grid of `cell_deg` degrees (server-side
-        clustering: what the map draws), and how many matching events have no position."""
-        acc: dict[tuple[int, int, str], list] = {}  # (gy, gx, label) -> [n, sum of lat, sum of lon, first pk]
+        clustering: what the map draws), and how many matching events have no position.
 
-        def add(key, n, lat_sum, lon_sum, pk):
-            if key in acc:
-                a = acc[key]
-                a[0] += n
-                a[1] += lat_sum
-                a[2] += lon_sum
-                a[3] = min(a[3], pk)
-            else:
-                acc[key] = [n, lat_sum, lon_sum, pk]
-
+        One statement: the parts (the rollup's blocks, the window's ends and the events past the rollup's cursor,
+        each grouped by cell and label) are added up by the database, which sends each cell's labels once."""
+        parts: list[Any]  # Selects of one shape (mypy 2.4 crashes expanding union_all's overloads over them)
         with self.db.read() as conn:
             if not self._rollable(f):
-                missing = self._cells_raw(conn, f, cell_deg, add)
+                parts = [self._cells_raw(f, cell_deg)]
             else:
                 # Cells of the map's grid or a power-of-two multiple of them (every integer zoom up to 10) add up
-                # whole grid cells (floor((x / g) / 2^k) == floor(x / g) >> k, exactly in binary floating point);
-                # any other size groups the positions of each device.
+                # whole grid cells (floor((x / g) / 2^k) == floor(floor(x / g) / 2^k), exactly in binary floating
+                # point); any other size groups the positions of each device.
                 shift = _grid_shift(cell_deg)
                 levels = ((rollup.GRID_DAY, rollup.GRID_6H, rollup.GRID_HOUR) if shift is not None
                           else (rollup.PLACE_DAY, rollup.PLACE_6H, rollup.PLACE_HOUR))
                 cut = rollup.split(f.start_ns, f.end_ns, levels)
-                missing = sum(self._cells_raw(conn, replace(f, start_ns=a, end_ns=b), cell_deg, add)
-                              for a, b in cut.edges)
+                parts = [self._cells_raw(replace(f, start_ns=a, end_ns=b), cell_deg) for a, b in cut.edges]
                 if cut.covered:
                     pos, _ = rollup.cursors_now(conn)
                     r = event_rollup.c
-                    q = (self._rows(f, cut, r.label, r.lat, r.lon, sa.func.sum(r.n).label("n"),
-                                    sa.func.min(r.min_pk).label("pk"), sa.func.sum(r.lat_sum).label("lat_sum"),
-                                    sa.func.sum(r.lon_sum).label("lon_sum"))
-                         .where(r.n > 0).group_by(r.label, r.lat, r.lon))
-                    for x in conn.execute(q):
-                        n = int(x.n)
-                        if x.lat == rollup.NO_POSITION:
-                            missing += n
-                        elif shift is not None:
-                            add((int(x.lat) >> shift, int(x.lon) >> shift, x.label), n, float(x.lat_sum),
-                                float(x.lon_sum), int(x.pk))
-                        else:
-                            lat, lon = float(x.lat), float(x.lon)
-                            add((math.floor((lat + 90.0) / cell_deg), math.floor((lon + 180.0) / cell_deg),
-                                 x.label), n, lat * n, lon * n, int(x.pk))
-                    missing += self._cells_raw(conn, replace(f, start_ns=cut.c0, end_ns=cut.c1, after_id=pos),
-                                               cell_deg, add)
+                    nopos = r.lat == rollup.NO_POSITION
+                    if shift is not None:
+                        gy, gx = self._floor(r.lat / 2 ** shift), self._floor(r.lon / 2 ** shift)
+                        lat_sum, lon_sum = sa.func.sum(r.lat_sum), sa.func.sum(r.lon_sum)
+                    else:
+                        gy, gx = self._floor((r.lat + 90.0) / cell_deg), self._floor((r.lon + 180.0) / cell_deg)
+                        lat_sum, lon_sum = sa.func.sum(r.lat * r.n), sa.func.sum(r.lon * r.n)
+                    gy = sa.case((nopos, sa.null()), else_=gy).label("gy")
+                    gx = sa.case((nopos, sa.null()), else_=gx).label("gx")
+                    parts.append(self._rows(f, cut, gy, gx, r.label, sa.func.sum(r.n).label("n"),
+                                            lat_sum.label("lat"), lon_sum.label("lon"),
+                                            sa.func.min(r.min_pk).label("pk"))
+                                 .where(r.n > 0).group_by(gy, gx, r.label))
+                    parts.append(self._cells_raw(replace(f, start_ns=cut.c0, end_ns=cut.c1, after_id=pos),
+                                                 cell_deg))
+            union: Any = sa.union_all
+            u = (union(*parts) if len(parts) > 1 else parts[0]).subquery()
+            q = (sa.select(u.c.gy, u.c.gx, u.c.label, sa.func.sum(u.c.n).label("n"), sa.func.sum(u.c.lat).label("lat"),
+                           sa.func.sum(u.c.lon).label("lon"), sa.func.min(u.c.pk).label("pk"))
+                 .group_by(u.c.gy, u.c.gx, u.c.label))
+            rows = conn.execute(q).all()
         distress = set(distress_labels)
         cells: dict[tuple[int, int], MapCell] = {}
         sums: dict[tuple[int, int], list[float]] = {}
-        for (gy, gx, label), (n, lat_sum, lon_sum, pk) in acc.items():
-            key = (gy, gx)
+        missing = 0
+        for gy, gx, label, n, lat_sum, lon_sum, pk in rows:
+            n = int(n)
+            if gy is None or gx is None:
+                missing += n
+                continue
+            key = (int(gy), int(gx))
             cell = cells.get(key)
             if cell is None:
-                cell = cells[key] = MapCell(0.0, 0.0, 0, 0, pk, label, {})
+                cell = cells[key] = MapCell(0.0, 0.0, 0, 0, int(pk), label, {})
                 sums[key] = [0.0, 0.0]
             cell.count += n
             cell.distress += n if label in distress else 0
             cell.labels[label] = n
-            cell.event_pk = min(cell.event_pk, pk)
-            sums[key][0] += lat_sum
-            sums[key][1] += lon_sum
+            cell.event_pk = min(cell.event_pk, int(pk))
+            sums[key][0] += float(lat_sum)
+            sums[key][1] += float(lon_sum)
         for key, cell in cells.items():
             cell.lat, cell.lon = sums[key][0] / cell.count, sums[key][1] / cell.count
             cell.label = max(cell.labels.items(), key=lambda kv: (kv[1], kv[0]))[0]
         out = sorted(cells.values(), key=lambda c: (-c.count, c.event_pk))
         return out[:max_cells], missing
 
-    def _cells_raw(self, conn: Connection, f: EventFilter, cell_deg: float, add) -> int:
-        """The events of `f` with a position, added per (grid cell, label) by add(key, n, lat sum, lon sum, first
-        pk); returns how many have none."""
+    def _cells_raw(self, f: EventFilter, cell_deg: float):
+        """SELECT gy, gx, label, n, lat (sum), lon (sum), pk (first) of the events of `f` per grid cell and label;
+        gy and gx NULL for the events without a position."""
         e = events
-        gy = self._floor((e.c.lat + 90.0) / cell_deg).label("gy")  # lat + 90 and lon + 180 are >= 0
-        gx = self._floor((e.c.lon + 180.0) / cell_deg).label("gx")
-        q = (sa.select(gy, gx, e.c.label, sa.func.count().label("n"), sa.func.sum(e.c.lat).label("lat"),
-                       sa.func.sum(e.c.lon).label("lon"), sa.func.min(e.c.id).label("pk"))
-             .select_from(e).where(e.c.lat.is_not(None), e.c.lon.is_not(None)))
-        for r in conn.execute(self._where(q, f).group_by(gy, gx, e.c.label)):
-            add((int(r.gy), int(r.gx), r.label), int(r.n), float(r.lat), float(r.lon), int(r.pk))
-        nopos = self._where(sa.select(sa.func.count()).select_from(e).where(sa.or_(e.c.lat.is_(None),
-                                                                                   e.c.lon.is_(None))), f)
-        return int(conn.execute(nopos).scalar_one())
+        nopos = sa.or_(e.c.lat.is_(None), e.c.lon.is_(None))
+        gy = sa.case((nopos, sa.null()), else_=self._floor((e.c.lat + 90.0) / cell_deg)).label("gy")  # >= 0
+        gx = sa.case((nopos, sa.null()), else_=self._floor((e.c.lon + 180.0) / cell_deg)).label("gx")
+        q = sa.select(gy, gx, e.c.label, sa.func.count().label("n"), sa.func.sum(e.c.lat).label("lat"),
+                      sa.func.sum(e.c.lon).label("lon"), sa.func.min(e.c.id).label("pk")).select_from(e)
+        return self._where(q, f).group_by(gy, gx, e.c.label)
 
     def timeline(self, f: EventFilter, bucket_s: int) -> list[tuple[int, str, int]]:
         """(bucket start ns, label, events) for events matching `f`, in buckets of `bucket_s` seconds."""
