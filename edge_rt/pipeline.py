@@ -25,7 +25,7 @@ from edge_rt.outbox import Outbox
 from edge_rt.records import ClipInfo, RecordBuilder, Staged
 from edge_rt.ring import RingBuffer
 from edgert.yamnet import frontend
-from edgert.yamnet.analysis import DBFS_FLOOR, HOP_SAMPLES, WINDOW_SAMPLES, BackgroundLevel, dbfs
+from edgert.yamnet.analysis import HOP_SAMPLES, WINDOW_SAMPLES, BackgroundLevel, dbfs, dbfs_of_hop_sums
 from edgert.yamnet.backends import Backend
 from edgert.yamnet.classmap import class_names
 from edgert.yamnet.head import Head
@@ -126,12 +126,8 @@ def levels_of(history: AudioHistory, first: int, n: int) -> list[float]:
     start, end = first * HOP_SAMPLES, (first + n - 1) * HOP_SAMPLES + WINDOW_SAMPLES
     span = history.view(start, end)  # float32[end-start] when all of it is retained
     if span.size == end - start and WINDOW_SAMPLES == 2 * HOP_SAMPLES:
-        # Each sample squared once, each hop's squares summed once: a window is two hops, and numpy's pairwise sum
-        # of a window's 15360 squares is the sum of its halves' pairwise sums, so each level is `dbfs`'s own.
-        halves = np.square(span, dtype=np.float64).reshape(n + 1, HOP_SAMPLES).sum(axis=1)  # float64[n+1]
-        rms = np.sqrt((halves[:-1] + halves[1:]) / WINDOW_SAMPLES)  # float64[n]
-        with np.errstate(divide="ignore"):
-            return np.maximum(20.0 * np.log10(rms), DBFS_FLOOR).tolist()
+        # Each sample squared once, each hop's squares summed once; each level is still `dbfs`'s own.
+        return dbfs_of_hop_sums(np.square(span, dtype=np.float64).reshape(n + 1, HOP_SAMPLES).sum(axis=1))
     return [dbfs(history.view((first + i) * HOP_SAMPLES, (first + i) * HOP_SAMPLES + WINDOW_SAMPLES))
             for i in range(n)]
 
@@ -169,10 +165,7 @@ class HopSquares:
         if WINDOW_SAMPLES != 2 * HOP_SAMPLES or first < max(self.known, self.done - self.keep) or \
                 first + n + 1 > self.done:
             return None
-        halves = self.sums[np.arange(first, first + n + 1) % self.keep]  # float64[n+1]
-        rms = np.sqrt((halves[:-1] + halves[1:]) / WINDOW_SAMPLES)  # float64[n]
-        with np.errstate(divide="ignore"):
-            return np.maximum(20.0 * np.log10(rms), DBFS_FLOOR).tolist()
+        return dbfs_of_hop_sums(self.sums[np.arange(first, first + n + 1) % self.keep])
 
 
 class Pipeline:

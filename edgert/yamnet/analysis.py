@@ -32,6 +32,15 @@ def dbfs_of_squares(squares: np.ndarray) -> float:
     return max(DBFS_FLOOR, 20.0 * np.log10(rms)) if rms > 0 else DBFS_FLOOR
 
 
+def dbfs_of_hop_sums(hops: np.ndarray) -> list[float]:
+    """dBFS of the n windows spanned by float64[n+1] consecutive hops' sums of squares (window i: hops i and i+1).
+    Bit for bit `dbfs` of each window where a window is two hops (WINDOW_SAMPLES == 2 * HOP_SAMPLES): numpy's
+    pairwise sum of a window's squares is the sum of its halves' pairwise sums."""
+    rms = np.sqrt((hops[:-1] + hops[1:]) / WINDOW_SAMPLES)  # float64[n]
+    with np.errstate(divide="ignore"):
+        return np.maximum(20.0 * np.log10(rms), DBFS_FLOOR).tolist()
+
+
 def window_levels(waveform: np.ndarray, n: int) -> list[float]:
     """dBFS of each of the first n windows of float32[samples] (window i at i*hop; short audio counts as zeros)."""
     padded = np.zeros(max(waveform.size, (n - 1) * HOP_SAMPLES + WINDOW_SAMPLES), np.float32)
