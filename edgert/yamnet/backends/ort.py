@@ -47,6 +47,8 @@ class OnnxRuntimeBackend(Backend):
 
 
 CUDA_EP = "CUDAExecutionProvider"
+GPU_INSTALL = ("pip uninstall -y onnxruntime && pip install '.[gpu]' (onnxruntime-gpu and NVIDIA's CUDA 12 and cuDNN "
+               "wheels; '.[gpu-cuda13]' for CUDA 13)")
 
 
 def cuda_unavailable() -> Optional[str]:
@@ -58,11 +60,8 @@ def cuda_unavailable() -> Optional[str]:
     except ImportError:
         return "onnxruntime is not installed"
     if CUDA_EP not in ort.get_available_providers():
-        return (f"onnxruntime {ort.__version__} has no CUDA execution provider: pip uninstall -y onnxruntime && "
-                "pip install '.[gpu]'")
+        return f"onnxruntime {ort.__version__} has no CUDA execution provider: {GPU_INSTALL}"
     return None
-GPU_INSTALL = ("pip uninstall -y onnxruntime && pip install '.[gpu]' (onnxruntime-gpu and NVIDIA's CUDA 12 and cuDNN "
-               "wheels; '.[gpu-cuda13]' for CUDA 13)")
 
 
 @RUNTIMES.register("onnxruntime-gpu")
