@@ -257,15 +257,21 @@ class RollupStore:
         if moved.rowcount != 1:
             raise _Lost(f"cursor {name!r} is no longer at {pos}")
 
-    def _events(self, conn: Connection, batch: int, settled: int) -> int:
-        pos = cursor_value(self.db, conn, EVENTS_CURSOR, create=True)
+    def _settled(self, conn: Connection, name: str, table: sa.Table, at: sa.Column, batch: int,
+                 settled: int) -> tuple[int, int, int]:
+        """(cursor `name`, the last id of `table` past it before the first row whose `at` is after `settled`, how
+        many rows that is; at most `batch`)."""
+        pos = cursor_value(self.db, conn, name, create=True)
         assert pos is not None
         hi, n = pos, 0
-        for pk, received_ns in conn.execute(sa.select(events.c.id, events.c.received_ns)
-                                            .where(events.c.id > pos).order_by(events.c.id).limit(batch)):
-            if received_ns > settled:
+        for pk, t in conn.execute(sa.select(table.c.id, at).where(table.c.id > pos).order_by(table.c.id).limit(batch)):
+            if t > settled:
                 break
             hi, n = pk, n + 1
+        return pos, hi, n
+
+    def _events(self, conn: Connection, batch: int, settled: int) -> int:
+        pos, hi, n = self._settled(conn, EVENTS_CURSOR, events, events.c.received_ns, batch, settled)
         if hi == pos:
             return 0
         for level in LEVELS:
@@ -300,14 +306,7 @@ class RollupStore:
                        "lat_sum = lat_sum + VALUES(lat_sum), lon_sum = lon_sum + VALUES(lon_sum)")
 
     def _reviews(self, conn: Connection, batch: int, settled: int) -> int:
-        pos = cursor_value(self.db, conn, REVIEWS_CURSOR, create=True)
-        assert pos is not None
-        hi, n = pos, 0
-        for rid, created_ns in conn.execute(sa.select(reviews.c.id, reviews.c.created_ns)
-                                            .where(reviews.c.id > pos).order_by(reviews.c.id).limit(batch)):
-            if created_ns > settled:
-                break
-            hi, n = rid, n + 1
+        pos, hi, n = self._settled(conn, REVIEWS_CURSOR, reviews, reviews.c.created_ns, batch, settled)
         if hi == pos:
             return 0
         ids = [int(x) for x in conn.scalars(sa.select(reviews.c.event_pk).where(reviews.c.id > pos,
