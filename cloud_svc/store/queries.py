@@ -52,7 +52,7 @@ from cloud_svc.store.base import Database, chunks
 from cloud_svc.store.reviews import is_current
 
 DEGRADED_FIGURES = ("outbox_dropped", "ring_overruns", "loop_errors")
-_DECISION_INDEX = {"real": 0, "false_alarm": 1, "wrong_label": 2}
+_DECISION_INDEX = {d: i for i, d in enumerate(rollup.DECISIONS)}  # real, false_alarm, wrong_label
 
 
 def cell_ranges(b, most: int = 64) -> Optional[list[int]]:
@@ -207,6 +207,18 @@ class QueryStore:
         return (self.use_rollup and f.ids is None and not f.after_id and not f.device_ids and f.bbox is None
                 and f.verified is Verified.ANY and f.reviewed is Reviewed.ANY)
 
+    def _over(self, f: EventFilter, levels: Sequence[rollup.Level], raw) -> Optional[rollup.Split]:
+        """Runs raw(g) on what the rollup cannot answer of `f` (each g is `f` over a part of its window): all of `f`
+        when it is not rollable or no level fits, else the window's ends finer than `levels`' finest. Returns the
+        split whose blocks the caller reads from the rollup, with the events past its cursor; None when none fits."""
+        if not levels or not self._rollable(f):
+            raw(f)
+            return None
+        cut = rollup.split(f.start_ns, f.end_ns, levels)
+        for a, b in cut.edges:
+            raw(replace(f, start_ns=a, end_ns=b))
+        return cut if cut.covered else None
+
     @staticmethod
     def _rows(f: EventFilter, cut: rollup.Split, *cols):
         """SELECT cols FROM event_rollup over the blocks of `cut`, of f's labels."""
@@ -215,16 +227,14 @@ class QueryStore:
 
     def count_matching(self, f: EventFilter) -> int:
         """How many events match `f` (its paging fields aside)."""
+        counts: list[int] = []
         with self.db.read() as conn:
-            if not self._rollable(f):
-                return self._count(conn, f)
-            cut = rollup.split(f.start_ns, f.end_ns, rollup.FLEET)
-            n = sum(self._count(conn, replace(f, start_ns=a, end_ns=b)) for a, b in cut.edges)
-            if cut.covered:
+            cut = self._over(f, rollup.FLEET, lambda g: counts.append(self._count(conn, g)))
+            if cut is not None:
                 pos, _ = rollup.cursors_now(conn)
-                n += int(conn.scalar(self._rows(f, cut, sa.func.coalesce(sa.func.sum(event_rollup.c.n), 0))))
-                n += self._count(conn, replace(f, start_ns=cut.c0, end_ns=cut.c1, after_id=pos))
-            return n
+                counts.append(int(conn.scalar(self._rows(f, cut, sa.func.coalesce(sa.func.sum(event_rollup.c.n), 0)))))
+                counts.append(self._count(conn, replace(f, start_ns=cut.c0, end_ns=cut.c1, after_id=pos)))
+        return sum(counts)
 
     def _count(self, conn: Connection, f: EventFilter) -> int:
         return int(conn.execute(self._where(sa.select(sa.func.count()).select_from(events), f)).scalar_one())
@@ -241,37 +251,33 @@ class QueryStore:
 
         One statement: the parts (the rollup's blocks, the window's ends and the events past the rollup's cursor,
         each grouped by cell and label) are added up by the database, which sends each cell's labels once."""
-        parts: list[Any]  # Selects of one shape (mypy 2.4 crashes expanding union_all's overloads over them)
+        parts: list[Any] = []  # Selects of one shape (mypy 2.4 crashes expanding union_all's overloads over them)
+        # Cells of the map's grid or a power-of-two multiple of them (every integer zoom up to 10) add up whole grid
+        # cells (floor((x / g) / 2^k) == floor(floor(x / g) / 2^k), exactly in binary floating point); any other
+        # size groups the positions of each device.
+        shift = _grid_shift(cell_deg)
+        levels = ((rollup.GRID_DAY, rollup.GRID_6H, rollup.GRID_HOUR) if shift is not None
+                  else (rollup.PLACE_DAY, rollup.PLACE_6H, rollup.PLACE_HOUR))
         with self.db.read() as conn:
-            if not self._rollable(f):
-                parts = [self._cells_raw(f, cell_deg)]
-            else:
-                # Cells of the map's grid or a power-of-two multiple of them (every integer zoom up to 10) add up
-                # whole grid cells (floor((x / g) / 2^k) == floor(floor(x / g) / 2^k), exactly in binary floating
-                # point); any other size groups the positions of each device.
-                shift = _grid_shift(cell_deg)
-                levels = ((rollup.GRID_DAY, rollup.GRID_6H, rollup.GRID_HOUR) if shift is not None
-                          else (rollup.PLACE_DAY, rollup.PLACE_6H, rollup.PLACE_HOUR))
-                cut = rollup.split(f.start_ns, f.end_ns, levels)
-                parts = [self._cells_raw(replace(f, start_ns=a, end_ns=b), cell_deg) for a, b in cut.edges]
-                if cut.covered:
-                    pos, _ = rollup.cursors_now(conn)
-                    r = event_rollup.c
-                    nopos = r.lat == rollup.NO_POSITION
-                    if shift is not None:
-                        gy, gx = self._floor(r.lat / 2 ** shift), self._floor(r.lon / 2 ** shift)
-                        lat_sum, lon_sum = sa.func.sum(r.lat_sum), sa.func.sum(r.lon_sum)
-                    else:
-                        gy, gx = self._floor((r.lat + 90.0) / cell_deg), self._floor((r.lon + 180.0) / cell_deg)
-                        lat_sum, lon_sum = sa.func.sum(r.lat * r.n), sa.func.sum(r.lon * r.n)
-                    gy = sa.case((nopos, sa.null()), else_=gy).label("gy")
-                    gx = sa.case((nopos, sa.null()), else_=gx).label("gx")
-                    parts.append(self._rows(f, cut, gy, gx, r.label, sa.func.sum(r.n).label("n"),
-                                            lat_sum.label("lat"), lon_sum.label("lon"),
-                                            sa.func.min(r.min_pk).label("pk"))
-                                 .where(r.n > 0).group_by(gy, gx, r.label))
-                    parts.append(self._cells_raw(replace(f, start_ns=cut.c0, end_ns=cut.c1, after_id=pos),
-                                                 cell_deg))
+            cut = self._over(f, levels, lambda g: parts.append(self._cells_raw(g, cell_deg)))
+            if cut is not None:
+                pos, _ = rollup.cursors_now(conn)
+                r = event_rollup.c
+                nopos = r.lat == rollup.NO_POSITION
+                if shift is not None:
+                    gy, gx = self._floor(r.lat / 2 ** shift), self._floor(r.lon / 2 ** shift)
+                    lat_sum, lon_sum = sa.func.sum(r.lat_sum), sa.func.sum(r.lon_sum)
+                else:
+                    gy, gx = self._floor((r.lat + 90.0) / cell_deg), self._floor((r.lon + 180.0) / cell_deg)
+                    lat_sum, lon_sum = sa.func.sum(r.lat * r.n), sa.func.sum(r.lon * r.n)
+                gy = sa.case((nopos, sa.null()), else_=gy).label("gy")
+                gx = sa.case((nopos, sa.null()), else_=gx).label("gx")
+                parts.append(self._rows(f, cut, gy, gx, r.label, sa.func.sum(r.n).label("n"),
+                                        lat_sum.label("lat"), lon_sum.label("lon"),
+                                        sa.func.min(r.min_pk).label("pk"))
+                             .where(r.n > 0).group_by(gy, gx, r.label))
+                parts.append(self._cells_raw(replace(f, start_ns=cut.c0, end_ns=cut.c1, after_id=pos),
+                                             cell_deg))
             union: Any = sa.union_all
             u = (union(*parts) if len(parts) > 1 else parts[0]).subquery()
             q = (sa.select(u.c.gy, u.c.gx, u.c.label, sa.func.sum(u.c.n).label("n"), sa.func.sum(u.c.lat).label("lat"),
@@ -320,20 +326,15 @@ class QueryStore:
         step = int(bucket_s * 1e9)
         counts: dict[tuple[int, str], int] = defaultdict(int)
         with self.db.read() as conn:
-            if not self._rollable(f) or step % (60 * rollup.NS):
-                self._timeline_raw(conn, f, step, counts)
-            else:
-                levels = tuple(lv for lv in rollup.FLEET if step % (lv.step_s * rollup.NS) == 0)  # what fits
-                cut = rollup.split(f.start_ns, f.end_ns, levels)
-                for a, b in cut.edges:
-                    self._timeline_raw(conn, replace(f, start_ns=a, end_ns=b), step, counts)
-                if cut.covered:
-                    pos, _ = rollup.cursors_now(conn)
-                    r = event_rollup.c
-                    q = self._rows(f, cut, r.bucket_ns, r.label, sa.func.sum(r.n)).group_by(r.bucket_ns, r.label)
-                    for bucket_ns, label, n in conn.execute(q):
-                        counts[(int(bucket_ns) // step * step, label)] += int(n)
-                    self._timeline_raw(conn, replace(f, start_ns=cut.c0, end_ns=cut.c1, after_id=pos), step, counts)
+            levels = [lv for lv in rollup.FLEET if step % (lv.step_s * rollup.NS) == 0]  # what fits
+            cut = self._over(f, levels, lambda g: self._timeline_raw(conn, g, step, counts))
+            if cut is not None:
+                pos, _ = rollup.cursors_now(conn)
+                r = event_rollup.c
+                q = self._rows(f, cut, r.bucket_ns, r.label, sa.func.sum(r.n)).group_by(r.bucket_ns, r.label)
+                for bucket_ns, label, n in conn.execute(q):
+                    counts[(int(bucket_ns) // step * step, label)] += int(n)
+                self._timeline_raw(conn, replace(f, start_ns=cut.c0, end_ns=cut.c1, after_id=pos), step, counts)
         return [(b, label, n) for (b, label), n in sorted(counts.items()) if n]
 
     def _timeline_raw(self, conn: Connection, f: EventFilter, step: int, counts: dict) -> None:
@@ -346,24 +347,19 @@ class QueryStore:
         """Per edge label: how reviewers judged the events matching `f` (current reviews)."""
         acc: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # label -> [real, false alarm, wrong label]
         with self.db.read() as conn:
-            if not self._rollable(f):
-                self._review_stats_raw(conn, f, acc)
-            else:
-                cut = rollup.split(f.start_ns, f.end_ns, rollup.FLEET)
-                for a, b in cut.edges:
-                    self._review_stats_raw(conn, replace(f, start_ns=a, end_ns=b), acc)
-                if cut.covered:
-                    _, rpos = rollup.cursors_now(conn)
-                    r = event_rollup.c
-                    q = self._rows(f, cut, r.label, sa.func.sum(r.rv_real), sa.func.sum(r.rv_fa),
-                                   sa.func.sum(r.rv_wl)).group_by(r.label)
-                    for label, real, fa, wl in conn.execute(q):
-                        v = acc[label]
-                        v[0], v[1], v[2] = v[0] + int(real), v[1] + int(fa), v[2] + int(wl)
-                    for c in self._changes(conn, rpos, cut, f):
-                        for decision, sign in ((c.old, -1), (c.new, 1)):
-                            if decision in _DECISION_INDEX:
-                                acc[c.label][_DECISION_INDEX[decision]] += sign
+            cut = self._over(f, rollup.FLEET, lambda g: self._review_stats_raw(conn, g, acc))
+            if cut is not None:
+                _, rpos = rollup.cursors_now(conn)
+                r = event_rollup.c
+                q = self._rows(f, cut, r.label, sa.func.sum(r.rv_real), sa.func.sum(r.rv_fa),
+                               sa.func.sum(r.rv_wl)).group_by(r.label)
+                for label, real, fa, wl in conn.execute(q):
+                    v = acc[label]
+                    v[0], v[1], v[2] = v[0] + int(real), v[1] + int(fa), v[2] + int(wl)
+                for c in self._changes(conn, rpos, cut, f):
+                    for decision, sign in ((c.old, -1), (c.new, 1)):
+                        if decision in _DECISION_INDEX:
+                            acc[c.label][_DECISION_INDEX[decision]] += sign
         out = [LabelReviews(label, sum(v), v[0], v[1], v[2]) for label, v in sorted(acc.items())]
         return [x for x in out if x.reviewed]
 
@@ -397,33 +393,28 @@ class QueryStore:
         """Per device: events matching `f`, how many were reviewed, and how many of those were false alarms."""
         acc: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # device -> [events, reviewed, false alarms]
         with self.db.read() as conn:
-            if not self._rollable(f):
-                self._false_alarms_raw(conn, f, acc)
-            else:
-                levels = ((rollup.PLACE_DAY, rollup.PLACE_6H, rollup.PLACE_HOUR) if f.labels
-                          else (rollup.DEVICE_DAY, rollup.DEVICE_6H, rollup.DEVICE_HOUR))
-                cut = rollup.split(f.start_ns, f.end_ns, levels)
-                for a, b in cut.edges:
-                    self._false_alarms_raw(conn, replace(f, start_ns=a, end_ns=b), acc)
-                if cut.covered:
-                    pos, rpos = rollup.cursors_now(conn)
-                    r = event_rollup.c
-                    q = self._rows(f, cut, r.device_id, sa.func.sum(r.n), sa.func.sum(r.rv_real + r.rv_fa + r.rv_wl),
-                                   sa.func.sum(r.rv_fa)).group_by(r.device_id)
-                    for device_id, n, reviewed, fa in conn.execute(q):
-                        v = acc[device_id]
-                        v[0], v[1], v[2] = v[0] + int(n), v[1] + int(reviewed), v[2] + int(fa)
-                    tail = self._where(sa.select(events.c.device_id, sa.func.count()).select_from(events),
-                                       replace(f, start_ns=cut.c0, end_ns=cut.c1, after_id=pos))
-                    for device_id, n in conn.execute(tail.group_by(events.c.device_id)):
-                        acc[device_id][0] += int(n)
-                    for c in self._changes(conn, rpos, cut, f):
-                        v = acc[c.device_id]
-                        if c.old is not None:
-                            v[1] -= 1
-                            v[2] -= c.old == "false_alarm"
-                        v[1] += 1
-                        v[2] += c.new == "false_alarm"
+            levels = ((rollup.PLACE_DAY, rollup.PLACE_6H, rollup.PLACE_HOUR) if f.labels
+                      else (rollup.DEVICE_DAY, rollup.DEVICE_6H, rollup.DEVICE_HOUR))
+            cut = self._over(f, levels, lambda g: self._false_alarms_raw(conn, g, acc))
+            if cut is not None:
+                pos, rpos = rollup.cursors_now(conn)
+                r = event_rollup.c
+                q = self._rows(f, cut, r.device_id, sa.func.sum(r.n), sa.func.sum(r.rv_real + r.rv_fa + r.rv_wl),
+                               sa.func.sum(r.rv_fa)).group_by(r.device_id)
+                for device_id, n, reviewed, fa in conn.execute(q):
+                    v = acc[device_id]
+                    v[0], v[1], v[2] = v[0] + int(n), v[1] + int(reviewed), v[2] + int(fa)
+                tail = self._where(sa.select(events.c.device_id, sa.func.count()).select_from(events),
+                                   replace(f, start_ns=cut.c0, end_ns=cut.c1, after_id=pos))
+                for device_id, n in conn.execute(tail.group_by(events.c.device_id)):
+                    acc[device_id][0] += int(n)
+                for c in self._changes(conn, rpos, cut, f):
+                    v = acc[c.device_id]
+                    if c.old is not None:
+                        v[1] -= 1
+                        v[2] -= c.old == "false_alarm"
+                    v[1] += 1
+                    v[2] += c.new == "false_alarm"
         return [DeviceFalseAlarms(d, *v) for d, v in sorted(acc.items()) if v[0]]
 
     def _false_alarms_raw(self, conn: Connection, f: EventFilter, acc: dict) -> None:
