@@ -20,11 +20,10 @@ from importlib import resources
 from typing import Literal, Mapping, Optional, Sequence
 
 import numpy as np
-import yaml
 from pydantic import Field, model_validator
 
 from edgert.errors import TaxonomyError
-from edgert.settings import Strict, merge
+from edgert.settings import Strict, merge, parse_yaml
 
 FUSIONS = ("max", "blend")
 TAXONOMY_FILE = "taxonomy.yaml"
@@ -71,7 +70,7 @@ class ScoringConfig(Strict):
 
 def _read(name: str) -> dict:
     ref = resources.files("edgert").joinpath(name)
-    return (yaml.safe_load(ref.read_text()) or {}) if ref.is_file() else {}
+    return (parse_yaml(ref.read_text()) or {}) if ref.is_file() else {}
 
 
 def calibration_path():

@@ -68,10 +68,21 @@ def set_path(d: dict, dotted: str, value: Any) -> None:
     d[keys[-1]] = value
 
 
+# libyaml's parser under PyYAML's safe constructors where PyYAML was built with it (its wheels are): the same
+# objects as yaml.safe_load, in a tenth of the time. The shipped taxonomy, labels and defaults are read at every
+# start, and the pure-Python parser took 60 of a `classify` start's 380 ms.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def parse_yaml(text: str | bytes) -> Any:
+    """yaml.safe_load(text), with libyaml's parser where there is one."""
+    return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 (a safe loader)
+
+
 def read_yaml(path: str | os.PathLike, error: type[Exception]) -> dict:
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = parse_yaml(p.read_text()) or {}
     except OSError as exc:
         raise error(f"cannot read config {p}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
@@ -118,7 +129,7 @@ def load_layers(model: type[M], *, what: str, error: type[Exception], env_prefix
     for key, raw in (os.environ if env is None else env).items():
         if key.startswith(env_prefix):
             dotted = key[len(env_prefix):].lower().replace("__", ".")
-            set_path(data, dotted, raw if verbatim(model, dotted) else yaml.safe_load(raw))
+            set_path(data, dotted, raw if verbatim(model, dotted) else parse_yaml(raw))
     for dotted, value in (overrides or {}).items():
         if value is not None:
             set_path(data, dotted, value)

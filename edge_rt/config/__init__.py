@@ -7,7 +7,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
 from pydantic import Field, field_validator, model_validator
 
 from edge_rt.errors import ConfigError
@@ -16,7 +15,7 @@ from edgert.backoff import Backoff
 from edgert.errors import SettingsError
 from edgert.labels import RuleConfig, ScoringConfig
 from edgert.notify.config import NotifyConfig
-from edgert.settings import Strict, load_layers, merge
+from edgert.settings import Strict, load_layers, merge, parse_yaml
 from edgert.yamnet import backends
 
 ENV_PREFIX = "EDGE_RT__"
@@ -189,7 +188,7 @@ class EdgeConfig(Strict):
 
 
 def _shipped(name: str) -> dict:
-    return yaml.safe_load(resources.files("edge_rt.config").joinpath(name).read_text()) or {}
+    return parse_yaml(resources.files("edge_rt.config").joinpath(name).read_text()) or {}
 
 
 def calibration() -> dict:

@@ -73,15 +73,14 @@ def check_artifact(model_dir: Path, name: str, manifest: dict[str, Any] | None =
 def calibration_entry(model_dir: Path) -> dict[str, Any]:
     """The shipped detector calibration (edgert/calibration.yaml): its sha256 and the head it was made for,
     set against the head built in `model_dir`."""
-    import yaml
-
     from edgert.labels import CALIBRATION_FILE, calibration_path
+    from edgert.settings import parse_yaml
 
     ref = calibration_path()
     if not ref.is_file():
         return {"file": CALIBRATION_FILE, "present": False}
     text = ref.read_bytes()
-    prov = (yaml.safe_load(text) or {}).get("calibration", {})
+    prov = (parse_yaml(text) or {}).get("calibration", {})
     head = model_dir / "distress_head.npz"
     built = sha256_file(head) if head.is_file() else None
     return {"file": CALIBRATION_FILE, "present": True, "sha256": hashlib.sha256(text).hexdigest(),
