@@ -69,8 +69,8 @@ def set_path(d: dict, dotted: str, value: Any) -> None:
 
 
 # libyaml's parser under PyYAML's safe constructors where PyYAML was built with it (its wheels are): the same
-# objects as yaml.safe_load, in a tenth of the time. The shipped taxonomy, labels and defaults are read at every
-# start, and the pure-Python parser took 60 of a `classify` start's 380 ms.
+# objects as yaml.safe_load, parsed several times faster. The shipped taxonomy, labels and defaults are read at
+# every start: a `classify` of one short file, pinned to a core, starts in 0.35 s instead of 0.37 s.
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
