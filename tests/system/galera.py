@@ -62,6 +62,8 @@ SST_SCRIPT = "/usr/bin/wsrep_sst_rsync"
 PACKAGE_OF = {MARIADBD: "mariadb-server", INSTALL_DB: "mariadb-server", PROVIDER: "galera-4", RSYNC: "rsync",
               SST_SCRIPT: "mariadb-server"}
 RECOVERED_RE = re.compile(r"WSREP: Recovered position: ([0-9a-f-]+:-?\d+)")
+RECOVER_TIMEOUT_S = 120.0  # for `mariadbd --wsrep-recover` to write the position (crash recovery included)
+RECOVER_EXIT_S = 5.0  # for it to exit once it has
 
 
 class GaleraError(Exception):
@@ -496,9 +498,29 @@ class GaleraCluster:
         self._write_cnf(node)
         self._own(node)
         log_before = self.log_size(node.index)
-        subprocess.run([MARIADBD, f"--defaults-file={node.cnf}", "--wsrep-recover"], capture_output=True,
-                       timeout=120)
-        found = RECOVERED_RE.findall(self._log_since(node.index, log_before))
+        # The position is read from the node's log as soon as it is there. mariadbd exits by itself after writing
+        # it, but once in CI (2026-12-05) it wrote it at once and then sat for the 120 s a blocking wait allowed:
+        # it is given RECOVER_EXIT_S to exit and then killed, and always reaped before the node starts, because
+        # it holds the datadir's locks and the node's SQL port while it lives.
+        proc = subprocess.Popen([MARIADBD, f"--defaults-file={node.cnf}", "--wsrep-recover"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        t0 = time.monotonic()
+        try:
+            while True:
+                exited = proc.poll() is not None
+                found = RECOVERED_RE.findall(self._log_since(node.index, log_before))
+                if found or exited:
+                    break
+                if time.monotonic() - t0 > RECOVER_TIMEOUT_S:
+                    raise GaleraError(f"`mariadbd --wsrep-recover` of {node.name} wrote no position in "
+                                      f"{RECOVER_TIMEOUT_S:.0f} s (its log: {node.log})")
+                time.sleep(0.1)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=RECOVER_EXIT_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         return found[-1] if found and not found[-1].endswith(":-1") else None
 
     def _write_cnf(self, node: Node) -> None:
