@@ -499,9 +499,10 @@ class GaleraCluster:
         self._own(node)
         log_before = self.log_size(node.index)
         # The position is read from the node's log as soon as it is there. mariadbd exits by itself after writing
-        # it, but once in CI (2026-12-05) it wrote it at once and then sat for the 120 s a blocking wait allowed:
-        # it is given RECOVER_EXIT_S to exit and then killed, and always reaped before the node starts, because
-        # it holds the datadir's locks and the node's SQL port while it lives.
+        # it, but once in CI (2026-12-05) it wrote it at once and the wait for the command to end (its output
+        # pipes included) then lasted the whole 120 s allowed. Now nothing waits on pipes, and the process is
+        # given RECOVER_EXIT_S to exit, then killed, and always reaped before the node starts: it holds the
+        # datadir's locks and the node's SQL port while it lives.
         proc = subprocess.Popen([MARIADBD, f"--defaults-file={node.cnf}", "--wsrep-recover"],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         t0 = time.monotonic()
